@@ -1,0 +1,21 @@
+"""captum_lmac: faithful, listenable explanations for audio classifiers, as Captum attributions.
+
+Layers (one folder or module each): ``audio`` (signal path) → ``attr`` (methods) → ``metrics`` →
+``benchmark`` (harness) → ``cli``.
+"""
+
+from .audio import STFT, LogMel, mix_at_snr, read_wav, resample, write_wav
+from .data import SpectrogramSet, SyntheticEvents, to_spectrograms
+from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
+from .nn import CNN14, CompactCNN, SpectrogramClassifier, count_parameters
+from .train import build_classifier, load_classifier, save_classifier, train_classifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STFT", "LogMel", "mix_at_snr", "read_wav", "resample", "write_wav",
+    "SyntheticEvents", "SpectrogramSet", "to_spectrograms",
+    "InputError", "DataNotFoundError", "CheckpointError", "NotFittedError",
+    "SpectrogramClassifier", "CompactCNN", "CNN14", "count_parameters",
+    "build_classifier", "train_classifier", "save_classifier", "load_classifier",
+]

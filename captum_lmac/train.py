@@ -1,0 +1,183 @@
+"""Seeded classifier training with early stopping, plus pickle-free classifier checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ._io import load_checkpoint, save_checkpoint
+from .audio import STFT, LogMel
+from .errors import CheckpointError, InputError
+from .nn.classifier import SpectrogramClassifier
+from .nn.cnn import CNN14, CompactCNN
+
+_NETS = {"CompactCNN": CompactCNN, "CNN14": CNN14}
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global generator and return a dedicated generator for data order."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, X: Tensor, batch_size: int = 64) -> Tensor:
+    """Logits of ``model`` on X in eval mode, batched. Returns (N, C)."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)])
+    model.train(was_training)
+    return out
+
+
+def accuracy(model: nn.Module, X: Tensor, y: Tensor, batch_size: int = 64) -> float:
+    """Top-1 accuracy (fraction) of ``model`` on (X, y)."""
+    return float((predict(model, X, batch_size).argmax(1) == y).float().mean())
+
+
+def _augment(X: Tensor, y1h: Tensor, g: torch.Generator, mixup: float) -> tuple:
+    """Random circular time shift, random gain (±6 dB) and mixup of magnitudes."""
+    n, T = X.shape[0], X.shape[-1]
+    shifts = torch.randint(0, T, (n,), generator=g)
+    idx = (torch.arange(T).unsqueeze(0) - shifts.unsqueeze(1)) % T
+    X = torch.gather(X, 3, idx.view(n, 1, 1, T).expand_as(X))
+    X = X * 10 ** (torch.empty(n, 1, 1, 1).uniform_(-6, 6, generator=g) / 20)
+    if mixup > 0 and n > 1:
+        lam = torch.distributions.Beta(mixup, mixup).sample((n,)).clamp(0.0, 1.0)
+        lam = torch.maximum(lam, 1 - lam)
+        perm = torch.randperm(n, generator=g)
+        X = lam.view(n, 1, 1, 1) * X + (1 - lam.view(n, 1, 1, 1)) * X[perm]
+        y1h = lam.view(n, 1) * y1h + (1 - lam.view(n, 1)) * y1h[perm]
+    return X, y1h
+
+
+def train_classifier(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    X_val: Optional[Tensor] = None,
+    y_val: Optional[Tensor] = None,
+    epochs: int = 30,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    patience: int = 10,
+    augment: bool = True,
+    mixup: float = 0.4,
+    seed: int = 0,
+    progress: bool = True,
+) -> Dict[str, List[float]]:
+    r"""Train a classifier on spectrogram tensors with Adam; keep the weights of the best validation epoch.
+
+    Args:
+        model: Maps X (N, 1, F, T) to logits, e.g. :class:`SpectrogramClassifier`.
+        X, y: Training magnitudes and integer labels.
+        X_val, y_val: Validation set for early stopping (optional; without it the last epoch is kept).
+        epochs: Maximum epochs. patience: stop after this many epochs without validation gain.
+        augment: Random time shift, gain and mixup. seed: Makes the run reproducible.
+
+    Returns:
+        dict: per-epoch ``loss``, ``train_acc``, ``val_acc`` and ``best_epoch``, ``seconds``.
+    """
+    if X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        raise InputError(f"X has {X.shape[0]} items but y has {y.shape[0]}")
+    if not torch.isfinite(X).all():
+        raise InputError("training spectrograms contain NaN or infinite values")
+    g = seed_everything(seed)
+    n_classes = int(predict(model, X[:1]).shape[1])
+    if int(y.max()) >= n_classes or int(y.min()) < 0:
+        raise InputError(f"labels must lie in [0, {n_classes}); got range [{int(y.min())}, {int(y.max())}]")
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    hist: Dict[str, list] = {"loss": [], "train_acc": [], "val_acc": []}
+    best, best_state, since_best = -1.0, None, 0
+    t0 = time.time()
+    bar = tqdm(range(epochs), desc="training classifier", disable=not progress)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(X.shape[0], generator=g)
+        total, correct, seen = 0.0, 0, 0
+        for s in range(0, X.shape[0], batch_size):
+            idx = order[s : s + batch_size]
+            if len(idx) < 2:
+                continue
+            xb, yb = X[idx], F.one_hot(y[idx], n_classes).float()
+            if augment:
+                xb, yb = _augment(xb, yb, g, mixup)
+            logits = model(xb)
+            loss = torch.sum(-yb * F.log_softmax(logits, 1), 1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+            correct += int((logits.argmax(1) == yb.argmax(1)).sum())
+            seen += len(idx)
+        sched.step()
+        hist["loss"].append(total / max(seen, 1))
+        hist["train_acc"].append(correct / max(seen, 1))
+        if X_val is not None:
+            acc = accuracy(model, X_val, y_val)
+            hist["val_acc"].append(acc)
+            bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val_acc=f"{acc:.3f}")
+            if acc > best:
+                best, best_state, since_best = acc, copy.deepcopy(model.state_dict()), 0
+                hist["best_epoch"] = epoch
+            else:
+                since_best += 1
+                if since_best >= patience:
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    hist["seconds"] = time.time() - t0
+    return hist
+
+
+def build_classifier(
+    n_classes: int,
+    stft: Optional[STFT] = None,
+    n_mels: int = 80,
+    net: str = "CompactCNN",
+    **net_kwargs,
+) -> SpectrogramClassifier:
+    """Build a :class:`SpectrogramClassifier` = LogMel + reference net (``CompactCNN`` or ``CNN14``)."""
+    if net not in _NETS:
+        raise InputError(f"unknown network {net!r}; choose one of {sorted(_NETS)}")
+    stft = stft or STFT()
+    return SpectrogramClassifier(LogMel(stft, n_mels=n_mels), _NETS[net](n_classes=n_classes, n_mels=n_mels, **net_kwargs))
+
+
+def save_classifier(path: Union[str, Path], model: SpectrogramClassifier, stft: STFT, classes: Sequence[str], info: Optional[dict] = None) -> Path:
+    """Save a reference classifier (weights + everything needed to rebuild it), atomically, pickle-free."""
+    if type(model.net).__name__ not in _NETS or not isinstance(model.features, LogMel):
+        raise InputError("save_classifier handles LogMel + CompactCNN/CNN14 models; save other models with torch.save(state_dict)")
+    meta = {
+        "stft": stft.config(),
+        "features": model.features.config(),
+        "net": type(model.net).__name__,
+        "net_config": model.net.config(),
+        "classes": list(classes),
+        "info": info or {},
+    }
+    return save_checkpoint(path, "classifier", model.state_dict(), meta)
+
+
+def load_classifier(path: Union[str, Path]) -> tuple:
+    """Load a classifier saved by :func:`save_classifier`. Returns ``(model, stft, classes, info)``."""
+    state, meta = load_checkpoint(path, "classifier")
+    stft = STFT(**meta["stft"])
+    net = _NETS[meta["net"]](**meta["net_config"])
+    model = SpectrogramClassifier(LogMel(stft, **meta["features"]), net)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored architecture: {exc}") from None
+    model.eval()
+    return model, stft, meta["classes"], meta.get("info", {})
