@@ -1,0 +1,162 @@
+"""Mask decoders built from the shapes of the hooked classifier layers (L-MAC, LMAC-ZS)."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InputError
+
+
+def layer_shape_spec(outputs: Sequence[Tensor], sequence_layout: str = "NCT") -> List[dict]:
+    """Describe hooked outputs as ``{"channels", "freqs"}`` (``freqs`` 1 for 1-D sequences).
+
+    2-D feature maps are (N, C, F', T'); 1-D sequences are (N, C, T') (``"NCT"``) or (N, T', C)
+    (``"NTC"``, e.g. a batch-first recurrent layer).
+    """
+    spec = []
+    for i, h in enumerate(outputs):
+        if h.dim() == 4:
+            spec.append({"channels": int(h.shape[1]), "freqs": int(h.shape[2])})
+        elif h.dim() == 3:
+            c = h.shape[2] if sequence_layout == "NTC" else h.shape[1]
+            spec.append({"channels": int(c), "freqs": 1})
+        else:
+            raise InputError(
+                f"hooked layer {i} outputs shape {tuple(h.shape)}; the decoder needs (N, C, F', T') maps "
+                "or (N, C, T') sequences"
+            )
+    return spec
+
+
+def as_map(h: Tensor, sequence_layout: str = "NCT") -> Tensor:
+    """Hooked output → (N, C, F', T') map (1-D sequences get F' = 1)."""
+    if h.dim() == 3:
+        if sequence_layout == "NTC":
+            h = h.transpose(1, 2)
+        return h.unsqueeze(2)
+    return h
+
+
+class MaskDecoder(nn.Module):
+    r"""U-Net-style decoder from classifier representations to a mask on the (F, T) input grid.
+
+    The deepest representation is projected to ``hidden`` channels, upsampled to the next
+    shallower one's grid and summed with its projection, refined by a 3×3 conv, and so on up to the
+    shallowest layer. A learned linear map along frequency (``F'`` of the shallowest layer → ``F``
+    of the input; it learns e.g. the mel → linear-frequency relation) and interpolation along time
+    bring it to the input grid, so every frame of any length is covered. Optionally a light branch
+    reads ``log(1 + |x|)`` of the input for fine time-frequency detail. A sigmoid gives M in [0, 1].
+
+    Works for 2-D maps (N, C, F', T') and 1-D sequences (N, C, T'), any number of layers.
+
+    Args:
+        layer_spec (list of dict): ``{"channels", "freqs"}`` per hooked layer, shallowest first
+            (from :func:`layer_shape_spec`).
+        out_freqs (int): F of the input to be masked.
+        hidden (int): Channels inside the decoder.
+        use_input (bool): Add the input-spectrogram branch (an extension of the paper's decoder).
+        cond_dim (int, optional): Size of a conditioning vector (LMAC-ZS text embedding) that
+            modulates every level by cross-attention; None for an unconditional decoder.
+        sequence_layout (str): Layout of 3-D hooked outputs, ``"NCT"`` or ``"NTC"``.
+    """
+
+    def __init__(
+        self,
+        layer_spec: Sequence[dict],
+        out_freqs: int,
+        hidden: int = 32,
+        use_input: bool = True,
+        cond_dim: Optional[int] = None,
+        sequence_layout: str = "NCT",
+        input_channels: int = 8,
+    ) -> None:
+        super().__init__()
+        if not layer_spec:
+            raise InputError("the decoder needs at least one layer")
+        self.layer_spec = [dict(s) for s in layer_spec]
+        self.out_freqs = int(out_freqs)
+        self.hidden = int(hidden)
+        self.use_input = bool(use_input)
+        self.cond_dim = cond_dim
+        self.sequence_layout = sequence_layout
+        self.proj = nn.ModuleList(nn.Conv2d(s["channels"], hidden, 1) for s in self.layer_spec)
+        self.refine = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.GroupNorm(4 if hidden % 4 == 0 else 1, hidden), nn.ReLU())
+            for _ in self.layer_spec
+        )
+        if cond_dim is not None:
+            self.cond = nn.ModuleList(CrossAttention(hidden, cond_dim) for _ in self.layer_spec)
+        shallow_freqs = self.layer_spec[0]["freqs"]
+        self.freq_map = nn.Linear(shallow_freqs, self.out_freqs)
+        in_ch = hidden
+        if self.use_input:
+            self.input_branch = nn.Sequential(nn.Conv2d(1, input_channels, 3, padding=1), nn.ReLU())
+            in_ch += input_channels
+        self.head = nn.Sequential(nn.Conv2d(in_ch, 16, 1), nn.ReLU(), nn.Conv2d(16, 1, 1))
+
+    def config(self) -> dict:
+        return dict(
+            layer_spec=self.layer_spec, out_freqs=self.out_freqs, hidden=self.hidden, use_input=self.use_input,
+            cond_dim=self.cond_dim, sequence_layout=self.sequence_layout,
+        )
+
+    def forward(self, feats: Sequence[Tensor], x: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """Return mask logits (N, 1, F, T) for hooked outputs ``feats`` (shallowest first) and input ``x``.
+
+        ``cond`` (N, cond_dim) is the conditioning vector of a conditional decoder.
+        """
+        if len(feats) != len(self.layer_spec):
+            raise InputError(f"decoder expects {len(self.layer_spec)} layer outputs, got {len(feats)}")
+        maps = [as_map(h, self.sequence_layout) for h in feats]
+        for i, (m, s) in enumerate(zip(maps, self.layer_spec)):
+            if m.shape[1] != s["channels"] or m.shape[2] != s["freqs"]:
+                raise InputError(
+                    f"hooked layer {i} gives {tuple(m.shape[1:3])} (channels, freqs) but the decoder was built for "
+                    f"({s['channels']}, {s['freqs']}): is this the classifier it was fitted for?"
+                )
+        if (self.cond_dim is not None) != (cond is not None):
+            raise InputError("a conditioning vector is required exactly when the decoder was built with cond_dim")
+        p = None
+        for i in reversed(range(len(maps))):  # deepest first
+            z = self.proj[i](maps[i])
+            if p is not None:
+                z = z + F.interpolate(p, size=z.shape[-2:], mode="bilinear", align_corners=False)
+            if cond is not None:
+                z = self.cond[i](z, cond)
+            p = self.refine[i](z)
+        T = x.shape[-1]
+        p = self.freq_map(p.transpose(2, 3)).transpose(2, 3)  # (N, hidden, F, T')
+        p = F.interpolate(p, size=(self.out_freqs, T), mode="bilinear", align_corners=False)
+        if self.use_input:
+            p = torch.cat([p, self.input_branch(torch.log1p(x.abs()))], dim=1)
+        return self.head(p)
+
+
+class CrossAttention(nn.Module):
+    """Every time-frequency position of a map attends to a conditioning vector (LMAC-ZS).
+
+    With a single conditioning token the attention reduces to a gated, position-dependent
+    injection: query from the map, key/value from the text embedding, output added to the map.
+    """
+
+    def __init__(self, channels: int, cond_dim: int, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads if channels % heads == 0 else 1
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Linear(cond_dim, channels * 2)  # two tokens: the prompt and a learned "null"
+        self.v = nn.Linear(cond_dim, channels * 2)
+        self.out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, z: Tensor, cond: Tensor) -> Tensor:
+        n, c, f, t = z.shape
+        h = self.heads
+        q = self.q(z).view(n, h, c // h, f * t)  # (N, h, d, P)
+        k = self.k(cond).view(n, 2, h, c // h).permute(0, 2, 1, 3)  # (N, h, 2, d)
+        v = self.v(cond).view(n, 2, h, c // h).permute(0, 2, 1, 3)
+        att = torch.softmax(torch.einsum("nhkd,nhdp->nhkp", k, q) / (c // h) ** 0.5, dim=2)  # over tokens
+        o = torch.einsum("nhkp,nhkd->nhdp", att, v).reshape(n, c, f, t)
+        return z + self.out(o)
