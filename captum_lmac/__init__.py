@@ -4,6 +4,7 @@ Layers (one folder or module each): ``audio`` (signal path) → ``attr`` (method
 ``benchmark`` (harness) → ``cli``.
 """
 
+from .attr import LMAC, LayerGradCamPlusPlus, make_baseline
 from .audio import STFT, LogMel, mix_at_snr, read_wav, resample, write_wav
 from .data import SpectrogramSet, SyntheticEvents, to_spectrograms
 from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
@@ -13,6 +14,7 @@ from .train import build_classifier, load_classifier, save_classifier, train_cla
 __version__ = "0.1.0"
 
 __all__ = [
+    "LMAC", "LayerGradCamPlusPlus", "make_baseline",
     "STFT", "LogMel", "mix_at_snr", "read_wav", "resample", "write_wav",
     "SyntheticEvents", "SpectrogramSet", "to_spectrograms",
     "InputError", "DataNotFoundError", "CheckpointError", "NotFittedError",

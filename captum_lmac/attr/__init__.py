@@ -11,8 +11,11 @@ from .baselines import (
     to_mask,
 )
 from .grad_cam_pp import LayerGradCamPlusPlus
+from .lmac import LMAC, apply_mask
 
 __all__ = [
+    "LMAC",
+    "apply_mask",
     "LayerGradCamPlusPlus",
     "BASELINES",
     "MASK_RULES",
