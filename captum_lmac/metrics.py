@@ -265,6 +265,30 @@ def _quantus_per_sample(metric_cls: type, mask: ArrayLike, name: str) -> np.ndar
     return scores
 
 
+def quantus_explain_func(method: Any, **attribute_kwargs: Any) -> Callable[..., np.ndarray]:
+    """Adapter so any attribution here (L-MAC, L2I, LMAC-ZS, a baseline) serves as a Quantus ``explain_func``.
+
+    Quantus calls ``explain_func(model=..., inputs=numpy, targets=numpy, **kwargs)`` and wants a
+    numpy array back; this converts both ways and calls ``method.attribute(inputs, target=...)``.
+    The ``model`` Quantus passes is ignored (the method already holds the model it explains), and so
+    are Quantus's own keyword arguments (``device``, ...); ``attribute_kwargs`` go to ``attribute``.
+
+    Examples::
+
+        >>> quantus.Sparseness()(model=model, x_batch=X.numpy(), y_batch=y, a_batch=None,
+        ...                      explain_func=quantus_explain_func(lmac))
+    """
+
+    def explain(model: Any = None, inputs: Any = None, targets: Any = None, **kwargs: Any) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+        target = None if targets is None else torch.as_tensor(np.asarray(targets)).long().flatten()
+        with torch.no_grad():
+            a = method.attribute(x, target=target, **attribute_kwargs)
+        return a.detach().cpu().numpy()
+
+    return explain
+
+
 def quantus_sparseness(mask: ArrayLike) -> np.ndarray:
     r"""Per-sample ``quantus.Sparseness`` (Chalasani et al., 2020): Gini index of |M| (higher = sparser).
 
@@ -459,6 +483,6 @@ def aggregate_all(
 
 
 __all__ = [
-    "FAITHFULNESS_KEYS", "HIGHER_IS_BETTER", "faithfulness", "quantus_sparseness", "quantus_complexity",
+    "FAITHFULNESS_KEYS", "HIGHER_IS_BETTER", "faithfulness", "quantus_explain_func", "quantus_sparseness", "quantus_complexity",
     "si_sdr", "oracle_mask", "mask_precision_recall", "aggregate", "aggregate_all",
 ]

@@ -116,7 +116,7 @@ def train_classifier(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb.argmax(1)).sum())
             seen += len(idx)
         sched.step()

@@ -238,7 +238,7 @@ class LMAC(LearnedAttribution):
                     terms["loss"].backward()
                     opt.step()
                     for k in keys:
-                        sums[k] += float(terms[k]) * X.shape[0]
+                        sums[k] += float(terms[k].detach()) * X.shape[0]
                     n += X.shape[0]
                 for k in keys:
                     hist[k].append(sums[k] / max(n, 1))

@@ -1,0 +1,82 @@
+"""The ``captum-lmac`` command line: demo, explain a WAV file, run a benchmark suite."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
+
+_USER_ERRORS = (InputError, DataNotFoundError, CheckpointError, NotFittedError)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .explain import explain_file
+
+    out = explain_file(
+        args.wav, classifier=args.classifier, interpreter=args.interpreter, out=args.out,
+        png=args.png, mask_domain=args.mask_domain,
+    )
+    print(f"class: {out['class']} (p = {out['probability']:.3f})")
+    print(f"explanation audio: {out['wav']}")
+    print(f"spectrogram + mask: {out['png']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(out_dir=args.out, cache_dir=args.cache, seed=args.seed, quick=args.quick)
+    return 0
+
+
+def _benchmark(argv: List[str]) -> int:
+    from .benchmark.runner import main as benchmark_main
+
+    return int(benchmark_main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="captum-lmac", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="train a classifier on synthetic events, fit L-MAC, write explanations")
+    d.add_argument("--out", default="demo_out", help="output folder (WAVs, PNGs, report)")
+    d.add_argument("--cache", default="cache/demo", help="where the trained classifier and L-MAC are cached")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (a smoke run)")
+    d.set_defaults(func=_demo)
+
+    e = sub.add_parser("explain", help="explain a WAV file with a saved classifier and L-MAC interpreter")
+    e.add_argument("wav", help="input audio file (any sample rate; resampled to the classifier's)")
+    e.add_argument("--classifier", required=True, help="classifier checkpoint (captum_lmac.save_classifier)")
+    e.add_argument("--interpreter", required=True, help="fitted L-MAC checkpoint (LMAC.save)")
+    e.add_argument("--out", required=True, help="output WAV of the listenable explanation")
+    e.add_argument("--png", default=None, help="figure path (default: next to --out)")
+    e.add_argument("--mask-domain", default=None, choices=["linear", "log1p"], help="override the interpreter's masking domain")
+    e.set_defaults(func=_explain)
+
+    sub.add_parser("benchmark", help="run a benchmark suite (captum-lmac benchmark --help)", add_help=False)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "benchmark":
+        try:
+            return _benchmark(argv[1:])
+        except _USER_ERRORS as exc:
+            print(f"captum-lmac benchmark: error: {exc}", file=sys.stderr)
+            return 2
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _USER_ERRORS as exc:
+        print(f"captum-lmac {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
