@@ -48,8 +48,9 @@ class MaskDecoder(nn.Module):
     shallower one's grid and summed with its projection, refined by a 3×3 conv, and so on up to the
     shallowest layer. A learned linear map along frequency (``F'`` of the shallowest layer → ``F``
     of the input; it learns e.g. the mel → linear-frequency relation) and interpolation along time
-    bring it to the input grid, so every frame of any length is covered. Optionally a light branch
-    reads ``log(1 + |x|)`` of the input for fine time-frequency detail. A sigmoid gives M in [0, 1].
+    bring it to the input grid, so every frame of any length is covered. Optionally (``use_input``)
+    a predicted gain map multiplies the standardised ``log(1 + |x|)`` of the input for fine
+    time-frequency detail at no convolution cost. A sigmoid (applied by the caller) gives M in [0, 1].
 
     Works for 2-D maps (N, C, F', T') and 1-D sequences (N, C, T'), any number of layers.
 
@@ -58,7 +59,7 @@ class MaskDecoder(nn.Module):
             (from :func:`layer_shape_spec`).
         out_freqs (int): F of the input to be masked.
         hidden (int): Channels inside the decoder.
-        use_input (bool): Add the input-spectrogram branch (an extension of the paper's decoder).
+        use_input (bool): Modulate by the input spectrogram (an extension of the paper's decoder).
         cond_dim (int, optional): Size of a conditioning vector (LMAC-ZS text embedding) that
             modulates every level by cross-attention; None for an unconditional decoder.
         sequence_layout (str): Layout of 3-D hooked outputs, ``"NCT"`` or ``"NTC"``.
@@ -72,7 +73,6 @@ class MaskDecoder(nn.Module):
         use_input: bool = True,
         cond_dim: Optional[int] = None,
         sequence_layout: str = "NCT",
-        input_channels: int = 8,
     ) -> None:
         super().__init__()
         if not layer_spec:
@@ -91,12 +91,13 @@ class MaskDecoder(nn.Module):
         if cond_dim is not None:
             self.cond = nn.ModuleList(CrossAttention(hidden, cond_dim) for _ in self.layer_spec)
         shallow_freqs = self.layer_spec[0]["freqs"]
+        # Everything at the full (F, T) grid is kept element-wise: it is large (513 × 431 for a 5 s
+        # clip) and convolutions there dominate the cost. The decoder predicts, at the shallowest
+        # layer's resolution, a bias map β and (with ``use_input``) a gain map γ; on the input grid
+        # the mask logit is β + γ · s(X), with s(X) the per-sample standardised log(1 + |X|), so the
+        # mask can follow the fine time-frequency structure of the input.
+        self.squeeze = nn.Conv2d(hidden, 2 if self.use_input else 1, 1)
         self.freq_map = nn.Linear(shallow_freqs, self.out_freqs)
-        in_ch = hidden
-        if self.use_input:
-            self.input_branch = nn.Sequential(nn.Conv2d(1, input_channels, 3, padding=1), nn.ReLU())
-            in_ch += input_channels
-        self.head = nn.Sequential(nn.Conv2d(in_ch, 16, 1), nn.ReLU(), nn.Conv2d(16, 1, 1))
 
     def config(self) -> dict:
         return dict(
@@ -129,11 +130,14 @@ class MaskDecoder(nn.Module):
                 z = self.cond[i](z, cond)
             p = self.refine[i](z)
         T = x.shape[-1]
-        p = self.freq_map(p.transpose(2, 3)).transpose(2, 3)  # (N, hidden, F, T')
+        p = self.freq_map(self.squeeze(p).transpose(2, 3)).transpose(2, 3)  # (N, 1 or 2, F, T')
         p = F.interpolate(p, size=(self.out_freqs, T), mode="bilinear", align_corners=False)
-        if self.use_input:
-            p = torch.cat([p, self.input_branch(torch.log1p(x.abs()))], dim=1)
-        return self.head(p)
+        if not self.use_input:
+            return p
+        s = torch.log1p(x.abs())
+        mu = s.mean(dim=(2, 3), keepdim=True)
+        sd = s.std(dim=(2, 3), keepdim=True).clamp_min(1e-5)
+        return p[:, :1] + p[:, 1:] * (s - mu) / sd
 
 
 class CrossAttention(nn.Module):
