@@ -21,8 +21,9 @@ def setup():
     stft = STFT(sample_rate=8000, n_fft=256, hop_length=64, win_length=128)
     train = to_spectrograms(SyntheticEvents(48, seed=0, sample_rate=8000, duration=0.7, n_classes=3), stft, progress=False)
     test = to_spectrograms(SyntheticEvents(12, seed=2, sample_rate=8000, duration=0.7, n_classes=3), stft, progress=False)
+    torch.manual_seed(0)
     model = build_classifier(3, stft, n_mels=16, channels=(4, 8))
-    train_classifier(model, train.X, train.y, epochs=4, progress=False, seed=0)
+    train_classifier(model, train.X, train.y, epochs=6, lr=5e-3, batch_size=8, progress=False, seed=0)
     lmac = LMAC(model, layers=[model.net.block1, model.net.block2])
     hist = lmac.fit(train.X, epochs=3, batch_size=8, val=test.X, progress=False, seed=0)
     return stft, train, test, model, lmac, hist
