@@ -50,13 +50,13 @@ def plot_explanation(
     vmax = float(db.max())
     vmin = vmax - 80
     kw = dict(origin="lower", aspect="auto", extent=extent)
-    axes[0, 0].imshow(db, cmap="magma", vmin=vmin, vmax=vmax, **kw)
+    axes[0, 0].imshow(db.numpy(), cmap="magma", vmin=vmin, vmax=vmax, **kw)
     axes[0, 0].set_title("input |X| (dB)")
     axes[0, 1].axis("off")
     for i, (m, t) in enumerate(zip(masks, titles), start=1):
-        axes[i, 0].imshow(m, cmap="viridis", vmin=0, vmax=1, **kw)
+        axes[i, 0].imshow(m.numpy(), cmap="viridis", vmin=0, vmax=1, **kw)
         axes[i, 0].set_title(f"{t}: mask (mean {float(m.mean()):.2f})")
-        axes[i, 1].imshow(_db(m * X), cmap="magma", vmin=vmin, vmax=vmax, **kw)
+        axes[i, 1].imshow(_db(m * X).numpy(), cmap="magma", vmin=vmin, vmax=vmax, **kw)
         axes[i, 1].set_title(f"{t}: M ⊙ X (dB)")
     for ax in axes.flat:
         ax.set_xlabel("time (s)")
