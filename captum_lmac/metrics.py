@@ -27,14 +27,14 @@ Ground truth for synthetic mixtures with known sources: :func:`si_sdr`, :func:`o
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import quantus
 import torch
 from torch import Tensor, nn
 
+from .attr.baselines import eval_mode
 from .errors import InputError
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence[float]]
@@ -50,21 +50,6 @@ HIGHER_IS_BETTER: Dict[str, bool] = {
 
 
 # --- faithfulness -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    """Every submodule in eval mode inside the block; each module's own flag restored afterwards."""
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -181,7 +166,7 @@ def faithfulness(
             out.append(p.detach().float().cpu())
         return torch.cat(out)
 
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         p_full = probs(X)
         p_mask_in = probs(mask * X)
         p_mask_out = probs((1.0 - mask) * X)
