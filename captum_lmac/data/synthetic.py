@@ -55,7 +55,7 @@ def _harmonic_bark(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     for b in range(n_barks):
         m = int(seg * rng.uniform(0.5, 0.8))
         t = np.arange(m) / sr
-        wave = sum(np.sin(2 * np.pi * f0 * k * (1 + 0.05 * t)) / k**0.7 for k in range(1, 9))
+        wave = sum(np.sin(2 * np.pi * f0 * k * t * (1 + 0.05 * t)) / k**0.7 for k in range(1, 9))
         out[b * seg : b * seg + m] += wave * _envelope(m, 0.05, 0.6)
     return out
 
