@@ -1,0 +1,235 @@
+"""The benchmark harness end to end on a tiny classifier: rows, conditions, SNR, caching, CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from captum_lmac.benchmark.conditions import (
+    SNR_PRESETS,
+    Condition,
+    condition_set,
+    ground_truth,
+    resolve_conditions,
+    snr_table,
+    stratified_indices,
+    wham_pairs,
+)
+from captum_lmac.benchmark.config import SUITE_CONFIGS, builtin_config, load_config, repo_benchmarks_dir
+from captum_lmac.benchmark.methods import l2i_available
+from captum_lmac.benchmark.runner import evaluate_masks, main, run_benchmark
+from captum_lmac.errors import InputError
+from captum_lmac.metrics import faithfulness
+from captum_lmac.train import save_classifier
+
+TINY_CONDITIONS = ["in-domain", "clip", "white", "speech"]
+
+
+def _row_names():
+    names = ["gradcam", "saliency", "lmac"]
+    if l2i_available():
+        names += ["l2i (RT=0.2)", "l2i (RT=0.6)"]
+    return names
+
+
+def test_rows_cover_domains_conditions_methods(tiny_run):
+    res, _, _ = tiny_run
+    rows = res["rows"]
+    keys = {(r["domain"], r["condition"], r["method"]) for r in rows}
+    expected = {(d, c, m) for d in ("stft", "mel") for c in TINY_CONDITIONS for m in _row_names()}
+    assert keys == expected and len(rows) == len(expected)
+    for r in rows:
+        assert r["suite"] == "tiny" and r["n"] == 6
+        assert r["ms_per_clip"] > 0
+        for m in ("AI", "AD", "AG", "FF", "FidIn", "MM", "SPS", "COMP"):
+            agg = r["metrics"][m]
+            assert set(agg) == {"mean", "lo", "hi", "n"}
+            assert agg["lo"] <= agg["mean"] + 1e-9 <= agg["hi"] + 2e-9
+        assert 0 <= r["metrics"]["MM"]["mean"] <= 1
+        assert r["snr_db"] == (None if r["condition"] == "in-domain" else 3.0)
+    assert {d["label"] for d in res["domains"]} == {"STFT→Mel", "Mel"}
+
+
+def test_ground_truth_metrics_on_synthetic(tiny_run):
+    res, _, _ = tiny_run
+    for r in res["rows"]:
+        m = r["metrics"]
+        assert math.isfinite(m["recall"]["mean"])  # the clean event is known in every condition
+        if r["domain"] == "stft":
+            assert math.isfinite(m["SI-SDR"]["mean"])  # listenable explanation vs the true event
+        else:
+            assert "SI-SDR" not in m  # Mel-domain masks are not listenable
+    assert all(c["ground_truth"] for c in res["conditions"])
+
+
+def test_conditions_report_requested_snr(tiny_run):
+    res, _, _ = tiny_run
+    by = {c["name"]: c for c in res["conditions"]}
+    assert by["in-domain"]["snr_db"] is None
+    for k in ("clip", "white", "speech"):
+        assert by[k]["snr_db"] == 3.0
+        assert by[k]["snr_db_measured"] == pytest.approx(3.0, abs=0.01)
+    assert res["snr_db"] == {"clip": 3.0, "white": 3.0, "speech": 3.0}
+
+
+@pytest.mark.parametrize("kind,snr", [("white", 6.0), ("clip", 12.0), ("speech", -2.0)])
+def test_condition_set_mixes_at_the_requested_snr(tiny, speech_dir, kind, snr):
+    model, stft, data = tiny
+    test = data["test"].subset(range(4))
+    s = condition_set(test, Condition(kind, snr), stft, speech_dir=speech_dir, progress=False)
+    assert len(s) == 4 and s.X.shape == test.X.shape
+    p_clean = s.extra["clean"].double().pow(2).mean(1)
+    p_int = s.extra["interferer"].double().pow(2).mean(1)
+    assert torch.allclose(10 * torch.log10(p_clean / p_int), torch.full((4,), snr, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(s.waveform, s.extra["clean"] + s.extra["interferer"], atol=1e-5)
+    assert torch.equal(s.y, test.y)
+    target, rest, what = ground_truth(s, Condition(kind, snr))
+    assert torch.allclose(target + rest, s.waveform, atol=1e-5)
+    assert torch.allclose(target, test.extra["clean"])  # the synthetic event, not the whole clip
+    if kind == "clip":  # the interferer is a clip of another class
+        assert "interferer" in s.extra
+
+
+def test_contaminated_metrics_explain_the_contaminated_decision(tiny):
+    """c = argmax f(X_contaminated): evaluate_masks uses the decision on the input it is given."""
+    model, stft, data = tiny
+    s = condition_set(data["test"], Condition("white", -10.0), stft, progress=False)
+    masks = torch.rand_like(s.X)
+    per = evaluate_masks(model, s.X, masks, quantus_mode="fast")
+    ref = faithfulness(model, s.X, masks)  # default target: argmax f(X_contaminated)
+    assert np.allclose(per["AD"], ref["AD"].numpy())
+    with torch.no_grad():
+        assert torch.equal(ref["target"], model(s.X).argmax(1))
+
+
+def test_snr_presets():
+    assert snr_table() == {"clip": 3.0, "white": 3.0, "speech": 3.0, "ambient": 3.0}
+    assert snr_table(preset="released") == {"clip": 12.0, "speech": 12.0, "white": 6.0, "ambient": 3.0}
+    assert snr_table(5) == {k: 5.0 for k in SNR_PRESETS["paper"]}
+    assert snr_table({"white": 0.0}, preset="released")["white"] == 0.0
+    conds = resolve_conditions(["in-domain", "white"], preset="released")
+    assert [c.label for c in conds] == ["In-domain", "White noise @ 6 dB SNR"]
+    with pytest.raises(InputError):
+        resolve_conditions(["thunder"])
+    with pytest.raises(InputError):
+        snr_table(preset="louder")
+
+
+def test_stratified_indices_balance_classes():
+    y = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)
+    idx = stratified_indices(y, 6)
+    assert sorted(y[idx].tolist()) == [0, 0, 1, 1, 2, 2]
+    assert stratified_indices(y, None) == list(range(30))
+
+
+def test_wham_pairs_modes(tiny, tmp_path):
+    import soundfile as sf
+
+    model, stft, data = tiny
+    pairs, what = wham_pairs(data["train"], stft, mode="auto")
+    assert "clean event" in what and torch.equal(pairs.extra["clean_X"], data["train"].extra["clean_X"])
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    sf.write(str(noise / "n.wav"), (0.1 * np.random.default_rng(0).standard_normal(20000)).astype(np.float32), 16000)
+    tr = data["train"].subset(range(4))
+    pairs, what = wham_pairs(tr, stft, noise, snr_db=0.0, mode="wham", progress=False)
+    assert pairs.X.shape == tr.X.shape and torch.allclose(pairs.extra["clean_X"], tr.X, atol=1e-4)
+    assert "0 dB" in what
+
+
+def test_interpreters_are_cached_and_reused(tiny, tiny_run, make_config):
+    res, _, cache = tiny_run
+    assert (cache / "tiny_lmac.pt").is_file() and (cache / "tiny_lmac_mel.pt").is_file()
+    model, stft, data = tiny
+    cfg = make_config(methods=["lmac"], conditions=["in-domain"], domains=["stft"])
+    again = run_benchmark(model, stft, data, config=cfg, snr=3.0, cache_dir=cache, sanity=False, progress=False)
+    old = next(r for r in res["rows"]
+               if r["method"] == "lmac" and r["domain"] == "stft" and r["condition"] == "in-domain")
+    new = again["rows"][0]
+    assert new["metrics"]["AD"]["mean"] == pytest.approx(old["metrics"]["AD"]["mean"])
+    assert again["timing"]["fit_seconds"] < 5  # loaded, not fitted
+    # other fit settings: the cached decoder is not reused
+    stamp = (cache / "tiny_lmac.pt").stat().st_mtime_ns
+    cfg["lmac"] = {"fit": {"epochs": 1, "batch_size": 12}}
+    run_benchmark(model, stft, data, config=cfg, snr=3.0, cache_dir=cache, sanity=False, progress=False)
+    assert (cache / "tiny_lmac.pt").stat().st_mtime_ns != stamp
+
+
+def test_unknown_method_and_domain_are_refused(tiny, make_config):
+    model, stft, data = tiny
+    with pytest.raises(InputError, match="unknown method"):
+        run_benchmark(model, stft, data, config=make_config(methods=["telepathy"], conditions=["in-domain"]),
+                      sanity=False, progress=False)
+    with pytest.raises(InputError, match="unknown domain"):
+        run_benchmark(model, stft, data, config=make_config(domains=["wavelet"], conditions=["in-domain"]),
+                      sanity=False, progress=False)
+
+
+def test_user_registered_captum_method_runs(tiny, make_config):
+    model, stft, data = tiny
+    cfg = make_config(methods=["InputXGradient"], conditions=["in-domain"], domains=["stft"])
+    res = run_benchmark(model, stft, data, config=cfg, sanity=False, progress=False)
+    assert [r["method"] for r in res["rows"]] == ["InputXGradient"]
+
+
+def test_builtin_suite_configs_match_shipped_files():
+    for name in SUITE_CONFIGS:
+        shipped = repo_benchmarks_dir() / f"{name}.json"
+        assert shipped.is_file(), f"benchmarks/{name}.json missing"
+        assert json.loads(shipped.read_text()) == json.loads(json.dumps(builtin_config(name)))
+        assert load_config(name)["suite"] == name
+    syn = builtin_config("synthetic")
+    assert syn["n_test"] <= 100 and syn["snr_preset"] == "paper"
+
+
+def test_cli_main_runs_a_json_suite(tiny, speech_dir, tmp_path, capsys):
+    model, stft, data = tiny
+    clf = save_classifier(tmp_path / "tiny.pt", model, stft, data["train"].classes, {"test_acc": 0.5})
+    cfg = {
+        "suite": "tiny_cli",
+        "data": {"reader": "SyntheticEvents", "kwargs": {"n_classes": 3, "duration": 1.0},
+                 "splits": {"train": {"n_items": 12, "seed": 0}, "val": {"n_items": 6, "seed": 1},
+                            "test": {"n_items": 12, "seed": 2}}},
+        "speech_dir": str(speech_dir),
+    }
+    path = tmp_path / "tiny_cli.json"
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    code = main(["benchmark", str(path), "--out", str(out), "--cache", str(tmp_path / "cache"),
+                 "--classifier", str(clf),
+                 "--methods", "gradcam,saliency", "--snr-preset", "released", "--n-test", "3", "--domains", "stft",
+                 "--conditions", "in-domain,white", "--no-sanity", "--seed", "1", "--quiet",
+                 "--set", "report.n_examples=1"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_test"] == 3 and res["seed"] == 1
+    assert res["snr_db"] == {"white": 6.0}  # the released code's white-noise SNR
+    assert {r["method"] for r in res["rows"]} == {"gradcam", "saliency"}
+    assert "White noise @ 6 dB SNR" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_cli_trains_and_caches_a_recipe_classifier(tmp_path, speech_dir):
+    """A suite without a cached classifier trains one from its recipe and reuses it on the next run."""
+    cfg = {
+        "suite": "tiny_recipe",
+        "data": {"reader": "SyntheticEvents", "kwargs": {"n_classes": 3, "duration": 1.0},
+                 "splits": {"train": {"n_items": 9, "seed": 0}, "val": {"n_items": 3, "seed": 1},
+                            "test": {"n_items": 3, "seed": 2}}},
+        "classifier": {"recipe": {"channels": [4, 8], "n_mels": 16, "epochs": 1, "batch_size": 8}},
+        "methods": ["gradcam"], "conditions": ["in-domain"], "domains": ["stft"],
+        "sanity": {"enabled": False}, "report": {"n_examples": 0},
+    }
+    path = tmp_path / "tiny_recipe.json"
+    path.write_text(json.dumps(cfg))
+    args = [str(path), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--quiet"]
+    assert main(args) == 0
+    pt = tmp_path / "cache" / "classifiers" / "tiny_recipe.pt"
+    assert pt.is_file()
+    stamp = pt.stat().st_mtime_ns
+    assert main(args) == 0
+    assert pt.stat().st_mtime_ns == stamp  # reused, not retrained
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["method"] for r in res["rows"]] == ["gradcam"] and res["examples"] == []
