@@ -4,17 +4,22 @@ Layers (one folder or module each): ``audio`` (signal path) → ``attr`` (method
 ``benchmark`` (harness) → ``cli``.
 """
 
-from .attr import LMAC, LayerGradCamPlusPlus, make_baseline
+from .attr import L2I, LMAC, LayerGradCamPlusPlus, make_baseline
 from .audio import STFT, LogMel, mix_at_snr, read_wav, resample, write_wav
 from .data import SpectrogramSet, SyntheticEvents, to_spectrograms
 from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
+from .nmf import learn_dictionary, log_magnitude, nmf_activations
 from .nn import CNN14, CompactCNN, SpectrogramClassifier, count_parameters
+from .attr.lmac_zs import LMACZS
+from .nn.zeroshot import MiniLMTextEncoder, SmallCLAP, ZeroShotClassifier
 from .train import build_classifier, load_classifier, save_classifier, train_classifier
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LMAC", "LayerGradCamPlusPlus", "make_baseline",
+    "LMACZS", "ZeroShotClassifier", "MiniLMTextEncoder", "SmallCLAP",
+    "LMAC", "L2I", "LayerGradCamPlusPlus", "make_baseline",
+    "learn_dictionary", "nmf_activations", "log_magnitude",
     "STFT", "LogMel", "mix_at_snr", "read_wav", "resample", "write_wav",
     "SyntheticEvents", "SpectrogramSet", "to_spectrograms",
     "InputError", "DataNotFoundError", "CheckpointError", "NotFittedError",

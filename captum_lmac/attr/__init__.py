@@ -11,9 +11,15 @@ from .baselines import (
     to_mask,
 )
 from .grad_cam_pp import LayerGradCamPlusPlus
+from .l2i import L2I, ff_median, topk_fidelity
 from .lmac import LMAC, apply_mask
+from .lmac_zs import LMACZS
 
 __all__ = [
+    "LMACZS",
+    "L2I",
+    "ff_median",
+    "topk_fidelity",
     "LMAC",
     "apply_mask",
     "LayerGradCamPlusPlus",
