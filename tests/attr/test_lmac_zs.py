@@ -1,0 +1,221 @@
+"""LMAC-ZS on a toy zero-shot model (deterministic word-vector text encoder, tiny audio CNN)."""
+
+import zlib
+
+import pytest
+import torch
+from captum.attr import NoiseTunnel
+from torch import nn
+
+from captum_lmac.attr import LMACZS
+from captum_lmac.errors import CheckpointError, InputError, NotFittedError
+from captum_lmac.nn.zeroshot import ZeroShotClassifier
+
+DIM = 16
+
+
+class WordVectors:
+    """Deterministic toy text encoder: the mean of one fixed random vector per word."""
+
+    def __init__(self, dim: int = DIM, salt: int = 0) -> None:
+        self.dim = dim
+        self.salt = salt
+
+    def _word(self, w: str) -> torch.Tensor:
+        g = torch.Generator().manual_seed(zlib.crc32(w.encode()) + self.salt)
+        return torch.randn(self.dim, generator=g)
+
+    def __call__(self, texts):
+        return torch.stack([torch.stack([self._word(w) for w in t.lower().split()]).mean(0) for t in texts])
+
+
+class TinyAudio(nn.Module):
+    """X (N, 1, F, T) → (N, DIM): two hookable conv blocks plus a fixed "semantic" read-out.
+
+    Energy in the lower half of the bands points to the word vector of "dog", energy in the upper
+    half to that of "rain", and a constant term to that of "silence" (so the embedding is not
+    scale-invariant: removing energy moves it towards "silence"). Masks can therefore change what
+    the embedding says, as in a CLAP audio encoder.
+    """
+
+    def __init__(self, dim: int = DIM) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2))
+        self.block2 = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2))
+        self.fc = nn.Linear(8, dim)
+        words = WordVectors(dim)
+        self.register_buffer("band_vectors", torch.stack([words._word("dog"), words._word("rain")]))
+        self.register_buffer("silence", words._word("silence"))
+
+    def forward(self, X):
+        h = self.block2(self.block1(torch.log1p(X))).mean((2, 3))
+        half = X.shape[2] // 2
+        bands = torch.stack([X[:, 0, :half].mean((1, 2)), X[:, 0, half:].mean((1, 2))], 1)
+        return 0.1 * self.fc(h) + bands @ self.band_vectors + self.silence
+
+
+PROMPTS = ["this is the sound of dog", "this is the sound of rain", "this is the sound of a siren"]
+
+
+def _data(n=8, seed=0):
+    """Clips alternating between two kinds (energy high in the low / the high bands), with captions."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 1, 16, 24, generator=g)
+    X[0::2, :, :8] *= 4.0
+    X[1::2, :, 8:] *= 4.0
+    caps = [["a dog barking", "the sound of a dog"] if i % 2 == 0 else ["rain falling", "the sound of rain"]
+            for i in range(n)]
+    return X, caps
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    audio = TinyAudio().eval()
+    zs = ZeroShotClassifier(audio, WordVectors(), PROMPTS, logit_scale=10.0)
+    X, caps = _data()
+    return zs, X, caps
+
+
+@pytest.fixture(scope="module")
+def fitted(setup):
+    zs, X, caps = setup
+    zsx = LMACZS(zs, layers=["audio_encoder.block1", zs.audio_encoder.block2], hidden=8)
+    hist = zsx.fit((X, caps), epochs=4, batch_size=4, seed=0, progress=False, val=(X[:4], caps[:4]))
+    return zsx, hist
+
+
+def test_mask_shape_range_and_default_target(setup, fitted):
+    zs, X, _ = setup
+    zsx, _ = fitted
+    m = zsx.attribute(X)
+    assert m.shape == X.shape
+    assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    # target None = the best-matching prompt, i.e. the zero-shot decision
+    pred = zs(X).argmax(1)
+    assert torch.allclose(m, zsx.attribute(X, target=pred))
+    assert torch.allclose(m, zsx.attribute(X, target=pred.tolist()))
+    assert isinstance(zsx.attribute((X,)), tuple)
+
+
+def test_prompt_conditioning_and_unseen_prompt(setup, fitted):
+    _, X, _ = setup
+    zsx, _ = fitted
+    m0 = zsx.attribute(X[:2], target=0)
+    m1 = zsx.attribute(X[:2], target=1)
+    assert not torch.allclose(m0, m1, atol=1e-4)
+    unseen = zsx.attribute(X[:2], target=0, prompts=["a violin playing a melody"])
+    assert unseen.shape == X[:2].shape and torch.isfinite(unseen).all()
+    # the same prompt given in another list gives the same mask
+    again = zsx.attribute(X[:2], target=1, prompts=["a violin playing a melody", PROMPTS[0]])
+    assert torch.allclose(again, m0, atol=1e-6)
+
+
+def test_target_errors_and_needs_fit(setup, fitted):
+    zs, X, _ = setup
+    zsx, _ = fitted
+    with pytest.raises(InputError):
+        zsx.attribute(X, target=len(PROMPTS))
+    with pytest.raises(InputError):
+        zsx.attribute(X, target=[0, 1])
+    with pytest.raises(InputError):
+        zsx.attribute(X, prompts=[])
+    with pytest.raises(NotFittedError):
+        LMACZS(zs, layers=[zs.audio_encoder.block2]).attribute(X)
+    bare = LMACZS(zs.audio_encoder, WordVectors(), layers=["block2"])
+    bare.decoder = zsx.decoder  # no default prompts without a ZeroShotClassifier
+    with pytest.raises(InputError, match="prompts"):
+        bare.attribute(X)
+    with pytest.raises(InputError):
+        LMACZS(zs.audio_encoder, layers=["block2"])  # no text encoder
+    with pytest.raises(InputError):
+        zsx.fit(X, epochs=1)  # audio without captions
+
+
+def test_history(fitted):
+    _, hist = fitted
+    assert len(hist["loss"]) == 4 and 0 <= hist["best_epoch"] < 4 and len(hist["val_loss"]) == 4
+    for k in ("sim", "l1", "div", "mm_own", "mm_other", "seconds", "decoder_parameters"):
+        assert k in hist
+
+
+def test_loss_decreases(setup):
+    zs, X, caps = setup
+    caps = [c[0] for c in caps]
+    lambdas = {"sim": 1.0, "l1": 0.1, "div": 1.0}
+    zsx = LMACZS(zs, layers=[zs.audio_encoder.block1, zs.audio_encoder.block2], hidden=8)
+    zsx.fit((X, caps), epochs=1, lr=0.0, batch_size=4, progress=False)  # builds the decoder, no update
+    before = zsx.evaluate((X, caps), lambdas=lambdas, batch_size=4)
+    zsx.fit((X, caps), epochs=4, lr=1e-2, batch_size=4, lambda_l1=0.1, progress=False)
+    after = zsx.evaluate((X, caps), lambdas=lambdas, batch_size=4)
+    assert after["loss"] < before["loss"] - 0.01
+    assert after["sim"] < 0.5 * before["sim"]  # the similarity-preservation term is learnt first
+
+
+def test_fit_is_seeded(setup):
+    zs, X, caps = setup
+    a = LMACZS(zs, layers=[zs.audio_encoder.block2], hidden=8)
+    b = LMACZS(zs, layers=[zs.audio_encoder.block2], hidden=8)
+    ha = a.fit((X, caps), epochs=1, batch_size=4, texts_per_audio=2, seed=3, progress=False)
+    hb = b.fit([(X[:4], caps[:4]), (X[4:], caps[4:])], epochs=1, texts_per_audio=2, seed=3, progress=False)
+    assert torch.isfinite(torch.tensor(hb["loss"])).all()
+    c = LMACZS(zs, layers=[zs.audio_encoder.block2], hidden=8)
+    hc = c.fit((X, caps), epochs=1, batch_size=4, texts_per_audio=2, seed=3, progress=False)
+    assert hc["loss"] == ha["loss"]
+
+
+def test_save_load_round_trip_and_refusals(setup, fitted, tmp_path):
+    zs, X, _ = setup
+    zsx, _ = fitted
+    path = zsx.save(tmp_path / "zs.pt")
+    back = LMACZS.load(path, zs)
+    assert torch.equal(back.attribute(X, target=1), zsx.attribute(X, target=1))
+    assert back.layer_names == ["block1", "block2"]
+    # the bare audio encoder + text encoder also load, with the stored prompts
+    bare = LMACZS.load(path, zs.audio_encoder, WordVectors())
+    assert bare.prompts == PROMPTS
+    assert torch.equal(bare.attribute(X), zsx.attribute(X))
+    other = TinyAudio()  # same architecture, other weights
+    with pytest.raises(CheckpointError, match="different audio encoder"):
+        LMACZS.load(path, other, WordVectors())
+    with pytest.raises(CheckpointError, match="text encoder"):
+        LMACZS.load(path, zs.audio_encoder, WordVectors(salt=1))
+    with pytest.raises(CheckpointError):
+        LMACZS.load(path, zs.audio_encoder, WordVectors(dim=8))
+    LMACZS.load(path, zs.audio_encoder, WordVectors(salt=1), check_text_encoder=False)
+
+
+def test_noise_tunnel_and_tuple_inputs(setup, fitted):
+    _, X, _ = setup
+    zsx, _ = fitted
+    nt = NoiseTunnel(zsx)
+    out = nt.attribute(X[:2], nt_type="smoothgrad", nt_samples=2, stdevs=0.01, target=0)
+    assert out.shape == X[:2].shape
+
+
+def test_text_conditioned_decoder_film_and_copy():
+    import copy
+
+    from captum_lmac.attr.lmac_zs import TextConditionedMaskDecoder
+
+    torch.manual_seed(0)
+    dec = TextConditionedMaskDecoder([{"channels": 4, "freqs": 8}], 16, hidden=8, cond_dim=5)
+    for lin in dec.film:
+        nn.init.normal_(lin.weight, std=1.0)
+    feats, x, c = [torch.randn(2, 4, 8, 6)], torch.rand(2, 1, 16, 12), torch.randn(2, 5)
+    out = dec(feats, x, c)
+    assert out.shape == (2, 1, 16, 12)
+    assert torch.allclose(copy.deepcopy(dec)(feats, x, c), out)  # hooks keep working on a copy
+    assert dec.config()["film"] and any(k.startswith("film.") for k in dec.state_dict())
+    plain = TextConditionedMaskDecoder([{"channels": 4, "freqs": 8}], 16, hidden=8, cond_dim=5, film=False)
+    assert not any(k.startswith("film.") for k in plain.state_dict())
+    with pytest.raises(InputError):
+        TextConditionedMaskDecoder([{"channels": 4, "freqs": 8}], 16, hidden=8)
+
+
+def test_plain_cross_attention_variant_round_trips(setup, tmp_path):
+    zs, X, caps = setup
+    zsx = LMACZS(zs, layers=[zs.audio_encoder.block2], hidden=8, film=False)
+    zsx.fit((X, caps), epochs=1, batch_size=4, progress=False)
+    back = LMACZS.load(zsx.save(tmp_path / "plain.pt"), zs)
+    assert not back.decoder.use_film and torch.equal(back.attribute(X), zsx.attribute(X))
