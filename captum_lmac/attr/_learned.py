@@ -7,6 +7,7 @@ training batches, and saving/loading with a fingerprint of the classifier.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -154,6 +155,37 @@ class LearnedAttribution(Attribution):
             for p, flag in flags:
                 p.requires_grad_(flag)
             self.model.train(was_training)
+
+    def n_parameters(self) -> int:
+        """Trainable parameters of the fitted decoder / interpreter."""
+        return sum(p.numel() for p in self._require_fitted().parameters())
+
+    def _record_validation(self, hist: Dict[str, Any], values: Dict[str, float], epoch: int) -> None:
+        """Log ``val_*`` values of an epoch; keep the decoder weights of the lowest validation loss."""
+        for k, value in values.items():
+            hist.setdefault(f"val_{k}", []).append(value)
+        if values["loss"] < getattr(self, "_best_val", float("inf")):
+            self._best_val = values["loss"]
+            self._best_state = {k: t.clone() for k, t in self.decoder.state_dict().items()}
+            hist["best_epoch"] = epoch
+
+    def _start_fit(self) -> float:
+        """Reset the best-epoch bookkeeping; returns the start time."""
+        self._best_val, self._best_state = float("inf"), None
+        return time.time()
+
+    def _finish_fit(self, hist: Dict[str, Any], epochs: int, t0: float) -> Dict[str, Any]:
+        """Restore the best validation epoch (else keep the last), set eval mode, record time and size."""
+        if self._best_state is not None:
+            self.decoder.load_state_dict(self._best_state)
+        else:
+            hist["best_epoch"] = int(epochs) - 1
+        self._best_val, self._best_state = float("inf"), None
+        self.decoder.eval()
+        hist["seconds"] = time.time() - t0
+        hist["decoder_parameters"] = self.n_parameters()
+        self.history = hist
+        return hist
 
     def _require_fitted(self) -> nn.Module:
         if self.decoder is None:

@@ -257,10 +257,6 @@ class L2I(LearnedAttribution):
             return self.decoder.dictionary
         return self._dictionary
 
-    def n_parameters(self) -> int:
-        """Trainable parameters of Ψ and Θ."""
-        return sum(p.numel() for p in self._require_fitted().parameters())
-
     # ------------------------------------------------------------------ dictionary
     def learn_dictionary(self, batches: Any, beta: Optional[float] = None, n_iter: int = 200,
                          max_frames: Optional[int] = None, seed: int = 0, progress: bool = True,
@@ -591,8 +587,7 @@ class L2I(LearnedAttribution):
         keys = ["loss", "fidelity", "nmf", "l1", "fid_acc"]
         for k in keys:
             hist[k] = []
-        best_val, best_state = float("inf"), None
-        t0 = time.time()
+        t0 = self._start_fit()
         with self.frozen_model():
             budget = float(cache_features_gb) * 1e9
             cache = self._classifier_outputs(train_X, 32, budget) if train_X is not None and epochs > 0 else None
@@ -615,24 +610,11 @@ class L2I(LearnedAttribution):
                     hist[k].append(sums[k] / max(n, 1))
                 if val_X is not None:
                     v = self.evaluate(val_X, alpha, beta, _pre=val_cache)
-                    for k, value in v.items():
-                        hist.setdefault(f"val_{k}", []).append(value)
-                    if v["loss"] < best_val:
-                        best_val = v["loss"]
-                        best_state = {k: t.clone() for k, t in self.decoder.state_dict().items()}
-                        hist["best_epoch"] = epoch
+                    self._record_validation(hist, v, epoch)
                     bar.set_postfix(val_fid=f"{v['fid_acc']:.2f}", val_nmf=f"{v['nmf']:.3f}")
                 else:
                     bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", fid=f"{hist['fid_acc'][-1]:.2f}")
-        if best_state is not None:
-            self.decoder.load_state_dict(best_state)
-        else:
-            hist["best_epoch"] = int(epochs) - 1
-        self.decoder.eval()
-        hist["seconds"] = time.time() - t0
-        hist["decoder_parameters"] = self.n_parameters()
-        self.history = hist
-        return hist
+        return self._finish_fit(hist, epochs, t0)
 
     @staticmethod
     def _epoch(batches: Any, train_X: Optional[Tensor], cache: Optional[Tuple[Tensor, List[Tensor]]],

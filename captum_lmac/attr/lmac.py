@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -114,10 +113,6 @@ class LMAC(LearnedAttribution):
         self.decoder = MaskDecoder(spec, X.shape[2], hidden=self.hidden, use_input=self.use_input,
                                    sequence_layout=self.sequence_layout)
 
-    def n_parameters(self) -> int:
-        """Trainable parameters of the decoder."""
-        return sum(p.numel() for p in self._require_fitted().parameters())
-
     def _mask(self, X: Tensor) -> Tuple[Tensor, Tensor]:
         """Classifier logits on X and the decoder's mask (N, 1, F, T)."""
         with torch.no_grad():
@@ -220,8 +215,7 @@ class LMAC(LearnedAttribution):
         opt = torch.optim.Adam(self.decoder.parameters(), lr=lr, weight_decay=weight_decay)
         keys = ["loss", "in", "out", "l1", "guidance", "guided_fraction", "mask_mean"]
         hist: Dict[str, Any] = {k: [] for k in keys}
-        best_val, best_state = float("inf"), None
-        t0 = time.time()
+        t0 = self._start_fit()
         with self.frozen_model():
             bar = tqdm(range(epochs), desc=f"fitting {type(self).__name__}", disable=not progress)
             for epoch in bar:
@@ -244,24 +238,11 @@ class LMAC(LearnedAttribution):
                     hist[k].append(sums[k] / max(n, 1))
                 if val_X is not None:
                     v = self.evaluate(val_X, lambdas)
-                    for k, value in v.items():
-                        hist.setdefault(f"val_{k}", []).append(value)
-                    if v["loss"] < best_val:
-                        best_val = v["loss"]
-                        best_state = {k: t.clone() for k, t in self.decoder.state_dict().items()}
-                        hist["best_epoch"] = epoch
+                    self._record_validation(hist, v, epoch)
                     bar.set_postfix(val_fid_in=f"{v['fid_in']:.2f}", val_mm=f"{v['mask_mean']:.2f}")
                 else:
                     bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", mm=f"{hist['mask_mean'][-1]:.2f}")
-        if best_state is not None:
-            self.decoder.load_state_dict(best_state)
-        else:
-            hist["best_epoch"] = epochs - 1
-        self.decoder.eval()
-        hist["seconds"] = time.time() - t0
-        hist["decoder_parameters"] = self.n_parameters()
-        self.history = hist
-        return hist
+        return self._finish_fit(hist, epochs, t0)
 
     def finetune(
         self, pairs: Any, epochs: int = 5, lambda_g: float = 4.0, cct: float = 0.7, guidance: str = "l1", **kwargs

@@ -77,7 +77,7 @@ _HIGHER = {"AI": True, "AD": False, "AG": True, "FF": True, "FidIn": True, "SPS"
 LMACZS_CONFIG: Dict[str, Any] = dict(
     layers=("net.block2", "net.block3", "net.block4"), hidden=32, use_input=True,
     epochs=12, batch_size=8, lr=3e-3, weight_decay=2e-6,
-    lambda_sim=1.0, lambda_l1=0.5, lambda_div=1.0, texts_per_audio=None,
+    lambda_sim=1.0, lambda_l1=0.25, lambda_div=1.0, texts_per_audio=None,
     fsdd_per_digit=3, ambient_segments_per_file=1, val_clips=40, max_train_clips=None,
 )
 
