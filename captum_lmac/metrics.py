@@ -34,6 +34,7 @@ import quantus
 import torch
 from torch import Tensor, nn
 
+from .attr._learned import format_target
 from .attr.baselines import eval_mode
 from .errors import InputError
 
@@ -63,25 +64,8 @@ def _softmax(scores: Tensor) -> Tensor:
 
 
 def _resolve_target(target: Any, n: int, default: Tensor) -> Tensor:
-    if target is None:
-        return default
-    if isinstance(target, bool):
-        raise InputError("target must be an int, a list or a tensor of class indices")
-    if torch.is_tensor(target):
-        if target.is_floating_point():
-            raise InputError("target tensor must hold integer class indices")
-        t = target.detach().flatten().long().cpu()
-    elif isinstance(target, int):
-        t = torch.tensor([target])
-    elif isinstance(target, (list, tuple, range, np.ndarray)):
-        t = torch.as_tensor(np.asarray(target).astype(np.int64)).flatten()
-    else:
-        raise InputError(f"unsupported target type {type(target).__name__}")
-    if t.numel() == 1:
-        t = t.expand(n).clone()
-    if t.numel() != n:
-        raise InputError(f"target has {t.numel()} entries for {n} samples")
-    return t
+    t = format_target(target, n)
+    return default if t is None else t
 
 
 def faithfulness(

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from captum.attr import Attribution
 from torch import Tensor, nn
@@ -50,33 +51,44 @@ def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[i
     return inputs, was_tuple
 
 
-def format_target(target: TargetType, n: int, n_classes: int) -> Optional[Tensor]:
-    """Captum targets (None, int, 0-d/1-d tensor, list of ints) → LongTensor (N,) or None.
+def format_target(target: TargetType, n: int, n_classes: Optional[int] = None) -> Optional[Tensor]:
+    """Captum targets → LongTensor (N,) on the CPU, or None for ``target=None``.
+
+    Accepts an int, a 0-d/1-d integer tensor, a list/tuple/range or a numpy array of ints; a single
+    value is broadcast to every sample. The one place targets are checked, for every method and
+    metric.
 
     Raises:
-        InputError: on a target outside ``[0, n_classes)`` or a per-sample list of the wrong length.
+        InputError: on a bool or float target, a per-sample list of the wrong length, a negative
+            index or (when ``n_classes`` is given) an index ≥ ``n_classes``.
     """
     if target is None:
         return None
     if isinstance(target, bool):
         raise InputError("target must be a class index, not a bool")
     if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long)
-    elif torch.is_tensor(target):
-        t = target.detach().long().flatten().cpu()
-        if t.numel() == 1:
-            t = t.expand(n).clone()
-    elif isinstance(target, (list, tuple)):
-        if not all(isinstance(v, int) or (torch.is_tensor(v) and v.numel() == 1) for v in target):
-            raise InputError(f"target list must hold one class index per sample, got {target!r}")
+        t = torch.tensor([target], dtype=torch.long)
+    elif torch.is_tensor(target) or isinstance(target, np.ndarray):
+        t = torch.as_tensor(target).detach().flatten().cpu()
+        if t.is_floating_point() or t.dtype == torch.bool:
+            raise InputError("target tensor must hold integer class indices")
+        t = t.long()
+    elif isinstance(target, (list, tuple, range)):
+        if not all(isinstance(v, (int, np.integer)) or (torch.is_tensor(v) and v.numel() == 1) for v in target):
+            raise InputError(f"target list must hold one integer class index per sample, got {target!r}")
         t = torch.tensor([int(v) for v in target], dtype=torch.long)
     else:
         raise InputError(f"target must be None, int, tensor or list of ints, got {type(target).__name__}")
+    if t.numel() == 1:
+        t = t.expand(n).clone()
     if t.numel() != n:
         raise InputError(f"target has {t.numel()} entries for {n} inputs")
-    bad = ((t < 0) | (t >= n_classes)).nonzero().flatten()
-    if len(bad):
-        raise InputError(f"unknown target {int(t[bad[0]])}: the model has {n_classes} outputs (0..{n_classes - 1})")
+    if bool((t < 0).any()):
+        raise InputError(f"unknown target {int(t[t < 0][0])}: target indices must be non-negative")
+    if n_classes is not None:
+        bad = (t >= n_classes).nonzero().flatten()
+        if len(bad):
+            raise InputError(f"unknown target {int(t[bad[0]])}: the model has {n_classes} outputs (0..{n_classes - 1})")
     return t
 
 

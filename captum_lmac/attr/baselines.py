@@ -52,6 +52,7 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ._learned import format_target
 from .grad_cam_pp import LayerGradCamPlusPlus
 
 MASK_RULES: Dict[str, str] = {
@@ -186,28 +187,7 @@ def resolve_targets(model: Callable[[Tensor], Tensor], X: Tensor, target: Any, b
         if logits.dim() != 2:
             raise InputError(f"target=None needs (N, C) model outputs, got shape {tuple(logits.shape)}")
         return logits.argmax(dim=1)
-    if isinstance(target, bool):
-        raise InputError("target must be an int, a list or a tensor of class indices")
-    if torch.is_tensor(target):
-        if target.is_floating_point():
-            raise InputError("target tensor must hold integer class indices")
-        t = target.flatten().long().to(X.device)
-    elif isinstance(target, int):
-        t = torch.tensor([target], dtype=torch.long, device=X.device)
-    elif isinstance(target, (list, tuple, range)):
-        try:
-            t = torch.tensor([int(v) for v in target], dtype=torch.long, device=X.device)
-        except (TypeError, ValueError):
-            raise InputError("target list must hold integer class indices") from None
-    else:
-        raise InputError(f"unsupported target type {type(target).__name__}")
-    if t.numel() == 1:
-        t = t.expand(n).clone()
-    if t.numel() != n:
-        raise InputError(f"target has {t.numel()} entries for {n} samples")
-    if bool((t < 0).any()):
-        raise InputError("target indices must be non-negative")
-    return t
+    return format_target(target, n).to(X.device)
 
 
 def default_cam_layer(model: Any) -> nn.Module:

@@ -435,9 +435,12 @@ def markdown_report(result: Dict[str, Any]) -> str:
                          + " | ".join(f"{u['mm_unrelated'][p]:.3f}" for p in unrel["unrelated_prompts"]) + " |")
     fit = result.get("lmac_zs_fit")
     if fit:
+        lz = cfg.get("lmac_zs", {})
         lines += ["", f"LMAC-ZS decoder: {fit.get('decoder_parameters', '?')} parameters, fitted in "
                       f"{fit.get('seconds', float('nan')):.0f} s (best epoch {fit.get('best_epoch')}"
-                      f"{', cached' if fit.get('cached') else ''})."]
+                      f"{', loaded from the cache' if fit.get('cached') else ''}); λ_sim {lz.get('lambda_sim')}, "
+                      f"λ_1 {lz.get('lambda_l1')}, λ_div {lz.get('lambda_div')}, {lz.get('epochs')} epochs, "
+                      f"batch {lz.get('batch_size')}, lr {lz.get('lr')}, layers {lz.get('layers')}."]
     t = result.get("seconds", {})
     if t:
         lines += ["", "Times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + "."]
