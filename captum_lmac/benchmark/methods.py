@@ -293,24 +293,29 @@ def _fit_settings(section: Dict[str, Any], domain: str) -> Dict[str, Any]:
     return fit
 
 
-def _fit_lmac(model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log) -> LMAC:
-    lm = cfg.get("lmac", {})
-    init, fit = dict(lm.get("init", {})), _fit_settings(lm, domain)
-    key = {"method": "lmac", "domain": domain, "layers": list(layers), "init": init, "fit": fit,
+def _fit_cached(cls, name, model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log):
+    """Load ``cls`` (LMAC or L2I) from the interpreter cache, or fit it on the training clips and cache it."""
+    section = cfg.get(name, {})
+    init, fit = dict(section.get("init", {})), _fit_settings(section, domain)
+    key = {"method": name, "domain": domain, "layers": list(layers), "init": init, "fit": fit,
            "n_train": cfg.get("n_train"), "seed": seed}
-    obj = cache.load(LMAC, "lmac", domain, model, key)
+    obj = cache.load(cls, name, domain, model, key)
     if obj is not None:
         return obj
     if train_X is None:
-        raise InputError("lmac needs training data")
+        raise InputError(f"{name} needs training data")
     X = _limit(train_X(), cfg.get("n_train"))
-    log(f"[benchmark] fitting L-MAC ({domain}) on {X.shape[0]} clips: {fit}")
-    obj = LMAC(model, layers, **init)
+    log(f"[benchmark] fitting {cls.__name__} ({domain}) on {X.shape[0]} clips: {fit}")
+    obj = cls(model, layers, **init)
     obj.fit(X, val=val_X() if val_X is not None else None, seed=seed, progress=progress, **fit)
-    path = cache.path("lmac", domain)
+    path = cache.path(name, domain)
     key["cache_file"] = str(path) if path else None
-    cache.save(obj, "lmac", domain, key)
+    cache.save(obj, name, domain, key)
     return obj
+
+
+def _fit_lmac(model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log) -> LMAC:
+    return _fit_cached(LMAC, "lmac", model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log)
 
 
 def _fit_lmac_ft(model, domain, lmac: LMAC, cfg, pairs, val_X, cache, seed, progress, log) -> LMAC:
@@ -339,22 +344,8 @@ def _fit_lmac_ft(model, domain, lmac: LMAC, cfg, pairs, val_X, cache, seed, prog
 
 
 def _fit_l2i(model, domain, cfg, train_X, val_X, cache, seed, progress, log):
-    lc = cfg.get("l2i", {})
-    init, fit = dict(lc.get("init", {})), _fit_settings(lc, domain)
-    layers = lc.get("layers") or default_layers(model, 2)
-    key = {"method": "l2i", "domain": domain, "layers": list(layers), "init": init, "fit": fit,
-           "n_train": cfg.get("n_train"), "seed": seed}
-    obj = cache.load(L2I, "l2i", domain, model, key)
-    if obj is not None:
-        return obj
-    X = _limit(train_X(), cfg.get("n_train"))
-    log(f"[benchmark] fitting L2I ({domain}) on {X.shape[0]} clips: {fit}")
-    obj = L2I(model, layers, **init)
-    obj.fit(X, val=val_X() if val_X is not None else None, seed=seed, progress=progress, **fit)
-    path = cache.path("l2i", domain)
-    key["cache_file"] = str(path) if path else None
-    cache.save(obj, "l2i", domain, key)
-    return obj
+    layers = cfg.get("l2i", {}).get("layers") or default_layers(model, 2)
+    return _fit_cached(L2I, "l2i", model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log)
 
 
 __all__ = ["MethodRow", "InterpreterCache", "build_methods", "default_layers", "lmac_on", "l2i_available", "LEARNED"]
