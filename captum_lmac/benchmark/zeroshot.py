@@ -343,10 +343,13 @@ def scatter_plot(corr: Dict[str, Any], path: PathLike, title: str = "") -> Path:
 
 
 def example_plot(
-    zs: ZeroShotClassifier, lmac_zs: LMACZS, X: Tensor, y: Tensor, path: PathLike, n: int = 3,
-    unrelated: str = UNRELATED_PROMPTS[0],
+    zs: ZeroShotClassifier, lmac_zs: LMACZS, X: Tensor, y: Tensor, path: PathLike, n: int = 4,
+    unrelated: Sequence[str] = UNRELATED_PROMPTS[:2],
 ) -> Path:
-    """Log spectrogram and LMAC-ZS masks for the true-class prompt and an unrelated prompt (PNG)."""
+    """Log spectrograms and LMAC-ZS masks for the true-class prompt and unrelated prompts (PNG).
+
+    Clips are evenly spaced over ``X`` (fold 5 is ordered by class, so several classes appear).
+    """
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -354,17 +357,18 @@ def example_plot(
 
     idx = torch.linspace(0, X.shape[0] - 1, n).long()
     Xs, ys = X[idx], y[idx]
-    prompts = zs.prompts + [unrelated]
-    m_true = lmac_zs.attribute(Xs, target=ys.tolist(), prompts=prompts)
-    m_unrel = lmac_zs.attribute(Xs, target=len(prompts) - 1, prompts=prompts)
-    fig, axes = plt.subplots(n, 3, figsize=(11, 2.6 * n), squeeze=False)
+    prompts = zs.prompts + list(unrelated)
+    k = len(zs.prompts)
+    masks = [lmac_zs.attribute(Xs, target=ys.tolist(), prompts=prompts)]
+    masks += [lmac_zs.attribute(Xs, target=k + i, prompts=prompts) for i in range(len(unrelated))]
+    fig, axes = plt.subplots(n, 2 + len(unrelated), figsize=(3.6 * (2 + len(unrelated)), 2.4 * n), squeeze=False)
     for r in range(n):
-        panels = [(torch.log1p(Xs[r, 0]), "log(1+|X|)"), (m_true[r, 0], f"mask: '{prompts[int(ys[r])]}'"),
-                  (m_unrel[r, 0], f"mask: '{unrelated}'")]
+        panels = [(torch.log1p(Xs[r, 0]), "log(1+|X|)"), (masks[0][r, 0], prompts[int(ys[r])])]
+        panels += [(masks[1 + i][r, 0], u) for i, u in enumerate(unrelated)]
         for c, (img, ttl) in enumerate(panels):
             ax = axes[r][c]
             ax.imshow(img.numpy(), origin="lower", aspect="auto", vmin=0 if c else None, vmax=1 if c else None)
-            ax.set_title(f"{ttl} (mean {float(img.mean()):.2f})" if c else ttl, fontsize=8)
+            ax.set_title(f"'{ttl}' MM {float(img.mean()):.2f}" if c else ttl, fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
