@@ -17,7 +17,7 @@ What is measured, per clip, then aggregated as mean and 95 % bootstrap interval
 
 - AI, AD, AG, FF, Fid-In, MM (:func:`captum_lmac.metrics.faithfulness`, c = argmax f(input), on the
   contaminated input for out-of-domain conditions);
-- SPS and COMP (the Quantus Sparseness / Complexity formulas, see :mod:`.complexity`);
+- SPS and COMP (the Quantus Sparseness / Complexity formulas, see :func:`~captum_lmac.metrics.fast_sparseness`);
 - where the true source is known (SyntheticEvents; any contaminated clip): SI-SDR of the listenable
   explanation ``stft.listen(X, phase, M)`` against the true target waveform (STFT domain only) and
   precision / recall of the mask (≥ 0.5) against the oracle mask ``oracle_mask(X_target, X_rest)``;
@@ -57,6 +57,8 @@ from ..data.tensors import SpectrogramSet, to_spectrograms
 from ..errors import CheckpointError, DataNotFoundError, InputError
 from ..metrics import (
     aggregate,
+    fast_complexity,
+    fast_sparseness,
     faithfulness,
     mask_precision_recall,
     oracle_mask,
@@ -65,7 +67,6 @@ from ..metrics import (
     si_sdr,
 )
 from ..train import seed_everything
-from . import complexity as fastq
 from .conditions import (
     SNR_PRESETS,
     Condition,
@@ -114,7 +115,7 @@ def _complexity_scores(masks: Tensor, mode: str, log: Callable[[str], None], che
         return quantus_sparseness(masks), quantus_complexity(masks)
     if mode != "fast":
         raise InputError(f"quantus must be 'fast' or 'quantus', got {mode!r}")
-    sps, comp = fastq.sparseness(masks), fastq.complexity(masks)
+    sps, comp = fast_sparseness(masks), fast_complexity(masks)
     # spot check against Quantus itself on the first sample with a defined score
     ok = np.flatnonzero(np.isfinite(sps))
     if check and len(ok):
@@ -143,7 +144,7 @@ def evaluate_masks(
     Args:
         gt: ``{"target_wave", "oracle"}`` when the true source is known (oracle in this domain).
         listen: ``masks -> waveforms`` (the listenable explanation); enables SI-SDR.
-        quantus_mode: ``"fast"`` (:mod:`.complexity`) or ``"quantus"`` (Quantus on the whole batch).
+        quantus_mode: ``"fast"`` (:func:`~captum_lmac.metrics.fast_sparseness` / ``fast_complexity``) or ``"quantus"`` (Quantus on the whole batch).
         quantus_check: In fast mode, recompute one sample with Quantus and fall back to Quantus on a mismatch.
     """
     m = faithfulness(model, X, masks, batch_size=batch_size)
