@@ -22,7 +22,7 @@ from .viz import plot_explanation
 PathLike = Union[str, Path]
 
 
-def _classifier(cache: Path, stft: STFT, data: dict, seed: int, epochs: int, classes: list):
+def _classifier(cache: Path, stft: STFT, data: dict, seed: int, epochs: int, classes: list, **train_kwargs):
     path = cache / "classifier.pt"
     if path.exists():
         try:
@@ -32,7 +32,8 @@ def _classifier(cache: Path, stft: STFT, data: dict, seed: int, epochs: int, cla
         except CheckpointError as exc:
             print(f"[demo] cached classifier unusable ({exc}); retraining")
     model = build_classifier(len(classes), stft, n_mels=64)
-    hist = train_classifier(model, data["train"].X, data["train"].y, data["val"].X, data["val"].y, epochs=epochs, seed=seed)
+    hist = train_classifier(model, data["train"].X, data["train"].y, data["val"].X, data["val"].y, epochs=epochs, seed=seed,
+                            **train_kwargs)
     info = {"train_seconds": hist["seconds"], "val_acc": max(hist["val_acc"])}
     save_classifier(path, model, stft, classes, info)
     return model, info
@@ -63,7 +64,9 @@ def run_demo(out_dir: PathLike = "demo_out", cache_dir: PathLike = "cache/demo",
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     n_train, n_val, n_test = (120, 40, 40) if quick else (400, 100, 100)
-    ep_clf, ep_lmac, ep_ft = (3, 2, 1) if quick else (12, 8, 3)
+    ep_clf, ep_lmac, ep_ft = (6, 2, 1) if quick else (12, 8, 3)
+    # the quick run has few clips: smaller batches and a larger step give the classifier enough updates
+    clf_kwargs = {"batch_size": 16, "lr": 2e-3} if quick else {}
     stft = STFT(sample_rate=16000)
     print("[demo] generating synthetic sound events (10 classes, known clean sources)")
     sets = {
@@ -74,7 +77,7 @@ def run_demo(out_dir: PathLike = "demo_out", cache_dir: PathLike = "cache/demo",
     classes = sets["train"].classes
     data = {k: to_spectrograms(v, stft) for k, v in sets.items()}
 
-    model, info = _classifier(cache, stft, data, seed, ep_clf, classes)
+    model, info = _classifier(cache, stft, data, seed, ep_clf, classes, **clf_kwargs)
     acc = accuracy(model, data["test"].X, data["test"].y)
     print(f"[demo] classifier test accuracy: {100 * acc:.1f} %")
 
