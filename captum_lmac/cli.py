@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from .benchmark.cli import main as benchmark_main
+from .demo import run_demo
 from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
+from .explain import explain_file
 
 _USER_ERRORS = (InputError, DataNotFoundError, CheckpointError, NotFittedError)
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .explain import explain_file
-
     out = explain_file(
         args.wav, classifier=args.classifier, interpreter=args.interpreter, out=args.out,
         png=args.png, mask_domain=args.mask_domain,
@@ -26,15 +27,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     run_demo(out_dir=args.out, cache_dir=args.cache, seed=args.seed, quick=args.quick)
     return 0
 
 
 def _benchmark(argv: List[str]) -> int:
-    from .benchmark.runner import main as benchmark_main
-
     return int(benchmark_main(argv) or 0)
 
 

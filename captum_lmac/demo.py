@@ -16,7 +16,7 @@ from .audio import STFT, write_wav
 from .data import SyntheticEvents, to_spectrograms
 from .errors import CheckpointError
 from .metrics import FAITHFULNESS_KEYS, aggregate, faithfulness, si_sdr
-from .train import accuracy, build_classifier, load_classifier, save_classifier, train_classifier
+from .training import accuracy, build_classifier, load_classifier, save_classifier, train_classifier
 from .viz import plot_explanation
 
 PathLike = Union[str, Path]

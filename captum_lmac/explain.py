@@ -9,7 +9,7 @@ import torch
 
 from .attr.lmac import LMAC
 from .audio import read_wav, write_wav
-from .train import load_classifier
+from .training import load_classifier
 from .viz import plot_explanation
 
 PathLike = Union[str, Path]

@@ -7,7 +7,7 @@ import torch
 
 from captum_lmac import STFT, LMAC, SyntheticEvents, to_spectrograms
 from captum_lmac.cli import main
-from captum_lmac.train import build_classifier, save_classifier, train_classifier
+from captum_lmac.training import build_classifier, save_classifier, train_classifier
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from captum_lmac import STFT, CheckpointError, InputError, SyntheticEvents, to_spectrograms
-from captum_lmac.train import accuracy, build_classifier, load_classifier, save_classifier, train_classifier
+from captum_lmac.training import accuracy, build_classifier, load_classifier, save_classifier, train_classifier
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,16 @@ from .baselines import (
     to_mask,
 )
 from .grad_cam_pp import LayerGradCamPlusPlus
-from .l2i import L2I, ff_median, topk_fidelity
+from ._learned import FitPlan, LearnedAttribution
+from .l2i import L2I
 from .lmac import LMAC, apply_mask
 from .lmac_zs import LMACZS
 
 __all__ = [
     "LMACZS",
     "L2I",
-    "ff_median",
-    "topk_fidelity",
+    "LearnedAttribution",
+    "FitPlan",
     "LMAC",
     "apply_mask",
     "LayerGradCamPlusPlus",

@@ -1,28 +1,30 @@
-"""Shared plumbing of the learned-decoder attributions (L-MAC, LMAC-ZS, L2I).
+"""The base class of the learned-decoder attributions (L-MAC, LMAC-ZS, L2I) and its helpers.
 
-Holds what every method with a ``fit`` step needs: hooking the classifier's layers, freezing the
-classifier while the decoder trains, checking inputs and targets the Captum way, iterating over
-training batches, and saving/loading with a fingerprint of the classifier.
+:class:`LearnedAttribution` runs the pipeline every method with a ``fit`` step shares — hooking the
+classifier's layers, the one training loop (seeding, batching, progress bar, frozen classifier,
+validation, best-epoch keeping, history) and one save / load with a fingerprint of the classifier —
+and a method supplies only its networks and its loss through a few hooks (the template-method
+pattern): :meth:`~LearnedAttribution._fit_setup`, :meth:`~LearnedAttribution._train_step`,
+:meth:`~LearnedAttribution._config` and :meth:`~LearnedAttribution._build`.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from captum.attr import Attribution
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .._io import fingerprint_mismatch, load_checkpoint, model_fingerprint, save_checkpoint
+from .._utils import TargetType, eval_mode, format_target
 from ..data.tensors import SpectrogramSet
 from ..errors import CheckpointError, InputError, NotFittedError
 from ._hooks import LayerRecorder, LayerSpec, resolve_layers
-
-TargetType = Union[None, int, Tensor, Sequence[int]]
 
 
 def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[int] = None) -> Tuple[Tensor, bool]:
@@ -49,47 +51,6 @@ def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[i
     if not torch.isfinite(inputs).all():
         raise InputError("inputs contain NaN or infinite values")
     return inputs, was_tuple
-
-
-def format_target(target: TargetType, n: int, n_classes: Optional[int] = None) -> Optional[Tensor]:
-    """Captum targets → LongTensor (N,) on the CPU, or None for ``target=None``.
-
-    Accepts an int, a 0-d/1-d integer tensor, a list/tuple/range or a numpy array of ints; a single
-    value is broadcast to every sample. The one place targets are checked, for every method and
-    metric.
-
-    Raises:
-        InputError: on a bool or float target, a per-sample list of the wrong length, a negative
-            index or (when ``n_classes`` is given) an index ≥ ``n_classes``.
-    """
-    if target is None:
-        return None
-    if isinstance(target, bool):
-        raise InputError("target must be a class index, not a bool")
-    if isinstance(target, int):
-        t = torch.tensor([target], dtype=torch.long)
-    elif torch.is_tensor(target) or isinstance(target, np.ndarray):
-        t = torch.as_tensor(target).detach().flatten().cpu()
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise InputError("target tensor must hold integer class indices")
-        t = t.long()
-    elif isinstance(target, (list, tuple, range)):
-        if not all(isinstance(v, (int, np.integer)) or (torch.is_tensor(v) and v.numel() == 1) for v in target):
-            raise InputError(f"target list must hold one integer class index per sample, got {target!r}")
-        t = torch.tensor([int(v) for v in target], dtype=torch.long)
-    else:
-        raise InputError(f"target must be None, int, tensor or list of ints, got {type(target).__name__}")
-    if t.numel() == 1:
-        t = t.expand(n).clone()
-    if t.numel() != n:
-        raise InputError(f"target has {t.numel()} entries for {n} inputs")
-    if bool((t < 0).any()):
-        raise InputError(f"unknown target {int(t[t < 0][0])}: target indices must be non-negative")
-    if n_classes is not None:
-        bad = (t >= n_classes).nonzero().flatten()
-        if len(bad):
-            raise InputError(f"unknown target {int(t[bad[0]])}: the model has {n_classes} outputs (0..{n_classes - 1})")
-    return t
 
 
 def iterate_batches(
@@ -125,13 +86,42 @@ def materialise(batches: Any) -> Any:
     return batches
 
 
+@dataclass
+class FitPlan:
+    """What a method's :meth:`LearnedAttribution._fit_setup` hands to the shared training loop.
+
+    Attributes:
+        batches: ``batches(generator)`` → the training batches of one epoch (shuffled with the
+            generator the loop seeds once per fit).
+        validate: ``validate()`` → validation values of the current decoder (must hold ``loss``;
+            the epoch with the lowest one is kept), or None without validation data.
+        history: Entries recorded before training (e.g. dictionary-learning time).
+    """
+
+    batches: Callable[[torch.Generator], Iterator[Any]]
+    validate: Optional[Callable[[], Dict[str, float]]] = None
+    history: Dict[str, Any] = field(default_factory=dict)
+
+
 class LearnedAttribution(Attribution):
     """Base class: a Captum ``Attribution`` whose explainer is trained by ``fit`` on a frozen model.
 
-    Subclasses set ``kind`` and implement ``_config``/``_build`` (and ``fit``/``attribute``).
+    Subclasses set ``kind`` (the checkpoint kind), ``history_keys`` (the loss terms and diagnostics
+    recorded per epoch, ``"loss"`` first) and ``progress_keys`` (shown on the progress bar), and
+    implement:
+
+    - ``_fit_setup(data, val, batch_size, seed, progress) -> FitPlan``: check the data, build the
+      decoder (the global RNG is seeded just before, so its initialisation is reproducible);
+    - ``_train_step(batch) -> (terms, n)``: the loss terms of one batch (``terms["loss"]`` is
+      back-propagated unless the step already did) and its number of samples, or None to skip it;
+    - ``_config()`` / ``_build(config)``: the JSON configuration that rebuilds the decoder.
+
+    Their public ``fit`` documents the method's own options and calls :meth:`_run_fit`.
     """
 
     kind = "learned"
+    history_keys: Tuple[str, ...] = ("loss",)
+    progress_keys: Tuple[str, ...] = ("loss",)
 
     def __init__(self, forward_func: nn.Module, layers: Sequence[LayerSpec]) -> None:
         if not isinstance(forward_func, nn.Module):
@@ -153,56 +143,82 @@ class LearnedAttribution(Attribution):
             out = self.model(x)
         return out, list(feats)
 
-    @contextmanager
-    def frozen_model(self) -> Iterator[None]:
-        """Classifier in eval mode with gradients off for its parameters; restored afterwards."""
-        was_training = self.model.training
-        flags = [(p, p.requires_grad) for p in self.model.parameters()]
-        self.model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
-            self.model.train(was_training)
-
     def n_parameters(self) -> int:
         """Trainable parameters of the fitted decoder / interpreter."""
         return sum(p.numel() for p in self._require_fitted().parameters())
-
-    def _record_validation(self, hist: Dict[str, Any], values: Dict[str, float], epoch: int) -> None:
-        """Log ``val_*`` values of an epoch; keep the decoder weights of the lowest validation loss."""
-        for k, value in values.items():
-            hist.setdefault(f"val_{k}", []).append(value)
-        if values["loss"] < getattr(self, "_best_val", float("inf")):
-            self._best_val = values["loss"]
-            self._best_state = {k: t.clone() for k, t in self.decoder.state_dict().items()}
-            hist["best_epoch"] = epoch
-
-    def _start_fit(self) -> float:
-        """Reset the best-epoch bookkeeping; returns the start time."""
-        self._best_val, self._best_state = float("inf"), None
-        return time.time()
-
-    def _finish_fit(self, hist: Dict[str, Any], epochs: int, t0: float) -> Dict[str, Any]:
-        """Restore the best validation epoch (else keep the last), set eval mode, record time and size."""
-        if self._best_state is not None:
-            self.decoder.load_state_dict(self._best_state)
-        else:
-            hist["best_epoch"] = int(epochs) - 1
-        self._best_val, self._best_state = float("inf"), None
-        self.decoder.eval()
-        hist["seconds"] = time.time() - t0
-        hist["decoder_parameters"] = self.n_parameters()
-        self.history = hist
-        return hist
 
     def _require_fitted(self) -> nn.Module:
         if self.decoder is None:
             raise NotFittedError(f"{type(self).__name__} has no trained decoder: call fit(...) or load(...) first")
         return self.decoder
+
+    # ------------------------------------------------------------------ the training loop
+    def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
+        raise NotImplementedError
+
+    def _train_step(self, batch: Any) -> Optional[Tuple[Dict[str, Any], int]]:
+        raise NotImplementedError
+
+    def _run_fit(self, data: Any, epochs: int, batch_size: int, lr: float, weight_decay: float, val: Any,
+                 seed: int, progress: bool) -> Dict[str, Any]:
+        """The training loop every learned method shares; returns the history.
+
+        Seeds the global RNG (decoder initialisation) and one generator (batch order), asks the
+        method for its :class:`FitPlan`, trains the decoder with Adam on the frozen classifier (eval
+        mode, no parameter gradients), validates after every epoch and keeps the weights of the
+        lowest validation loss (else the last epoch's).
+        """
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        plan = self._fit_setup(data, val, batch_size, seed, progress)
+        opt = torch.optim.Adam(self.decoder.parameters(), lr=lr, weight_decay=weight_decay)
+        hist: Dict[str, Any] = dict(plan.history)
+        for k in self.history_keys:
+            hist[k] = []
+        best_val, best_state = float("inf"), None
+        t0 = time.time()
+        with eval_mode(self.model, freeze=True):
+            bar = tqdm(range(int(epochs)), desc=f"fitting {type(self).__name__}", disable=not progress)
+            for epoch in bar:
+                self.decoder.train()
+                sums = {k: 0.0 for k in self.history_keys}
+                n = 0
+                for batch in plan.batches(gen):
+                    opt.zero_grad()
+                    step = self._train_step(batch)
+                    if step is None:
+                        continue
+                    terms, size = step
+                    loss = terms["loss"]
+                    if torch.is_tensor(loss) and loss.requires_grad:
+                        loss.backward()
+                    opt.step()
+                    for k in self.history_keys:
+                        v = float(terms[k].detach()) if torch.is_tensor(terms[k]) else float(terms[k])
+                        sums[k] += (v if v == v else 0.0) * size  # NaN (an undefined diagnostic) counts as 0
+                    n += size
+                for k in self.history_keys:
+                    hist[k].append(sums[k] / max(n, 1))
+                if plan.validate is not None:
+                    values = plan.validate()
+                    for k, value in values.items():
+                        hist.setdefault(f"val_{k}", []).append(value)
+                    if values["loss"] < best_val:
+                        best_val = values["loss"]
+                        best_state = {k: t.clone() for k, t in self.decoder.state_dict().items()}
+                        hist["best_epoch"] = epoch
+                    bar.set_postfix({f"val_{k}": f"{values[k]:.3f}" for k in self.progress_keys if k in values})
+                else:
+                    bar.set_postfix({k: f"{hist[k][-1]:.3f}" for k in self.progress_keys if k in hist})
+        if best_state is not None:
+            self.decoder.load_state_dict(best_state)
+        else:
+            hist["best_epoch"] = int(epochs) - 1
+        self.decoder.eval()
+        hist["seconds"] = time.time() - t0
+        hist["decoder_parameters"] = self.n_parameters()
+        self.history = hist
+        return hist
 
     # ------------------------------------------------------------------ persistence
     def _config(self) -> Dict[str, Any]:
@@ -217,6 +233,26 @@ class LearnedAttribution(Attribution):
     def _load_state(self, state: Dict[str, Tensor]) -> None:
         self.decoder.load_state_dict({k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")})
 
+    @classmethod
+    def _fingerprinted(cls, model: nn.Module) -> nn.Module:
+        """The module of ``model`` whose fingerprint a checkpoint stores (the hooked classifier)."""
+        return model
+
+    @classmethod
+    def _init_kwargs(cls, model: nn.Module, meta: Dict[str, Any], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """Constructor arguments of a loaded explainer: the stored ones, overridden by ``kwargs``."""
+        return {**meta["config"].get("init", {}), **kwargs}
+
+    def _check_loaded(self, meta: Dict[str, Any], path: Union[str, Path], **options: Any) -> None:
+        """Further checks of a loaded checkpoint against this object (override; default none).
+
+        ``options`` are the :attr:`load_options` given to :meth:`load`."""
+
+    #: Keyword arguments of :meth:`load` that go to :meth:`_check_loaded` instead of the constructor.
+    load_options: Tuple[str, ...] = ()
+    #: What a checkpoint's fingerprint identifies (for messages).
+    fitted_for = "classifier"
+
     def save(self, path: Union[str, Path]) -> Path:
         """Save the fitted explainer (weights, configuration, history, classifier fingerprint).
 
@@ -226,7 +262,7 @@ class LearnedAttribution(Attribution):
         meta = {
             "config": self._config(),
             "layers": self.layer_names,
-            "fingerprint": model_fingerprint(self.model),
+            "fingerprint": model_fingerprint(self._fingerprinted(self.model)),
             "history": self.history,
         }
         return save_checkpoint(path, self.kind, self._state(), meta)
@@ -239,16 +275,24 @@ class LearnedAttribution(Attribution):
             path: The checkpoint.
             model: The classifier it explains; refused if it is not the one it was fitted for.
             layers: The hooked layers (default: the names stored in the checkpoint).
+            **kwargs: Constructor arguments overriding the stored ones.
         """
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.load_options}
         state, meta = load_checkpoint(path, cls.kind)
-        reason = fingerprint_mismatch(meta["fingerprint"], model)
+        reason = fingerprint_mismatch(meta["fingerprint"], cls._fingerprinted(model))
         if reason:
-            raise CheckpointError(f"{path} was fitted for a different classifier: {reason}")
-        obj = cls(model, layers if layers is not None else meta["layers"], **{**meta["config"].get("init", {}), **kwargs})
+            raise CheckpointError(f"{path} was fitted for a different {cls.fitted_for}: {reason}")
+        obj = cls(model, layers=layers if layers is not None else meta["layers"], **cls._init_kwargs(model, meta, kwargs))
+        obj._check_loaded(meta, path, **options)
         obj._build(meta["config"])
         try:
             obj._load_state(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: stored weights do not fit the stored configuration: {exc}") from None
+        obj.decoder.eval()
         obj.history = meta.get("history", {})
         return obj
+
+
+__all__ = ["LearnedAttribution", "FitPlan", "TargetType", "format_target", "unpack_inputs", "iterate_batches",
+           "materialise"]

@@ -51,8 +51,8 @@ from captum.attr import (
 )
 from torch import Tensor, nn
 
+from .._utils import eval_mode, format_target
 from ..errors import InputError
-from ._learned import format_target
 from .grad_cam_pp import LayerGradCamPlusPlus
 
 MASK_RULES: Dict[str, str] = {
@@ -141,21 +141,6 @@ def to_mask(attr: Tensor, input_shape: Sequence[int], kind: str = "gradient") ->
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[None]:
-    """Put every submodule of ``model`` in eval mode; restore each module's flag afterwards."""
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 @contextlib.contextmanager

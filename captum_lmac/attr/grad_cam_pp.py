@@ -10,25 +10,8 @@ from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .._utils import TargetType, additional_args, as_tuple, format_target
 from ..errors import InputError
-
-TargetType = Union[None, int, Tuple[int, ...], Tensor, List[int], List[Tuple[int, ...]]]
-
-
-# --- small helpers (our own equivalents of captum._utils, which is not a stable API) ---------------
-
-
-def _as_tuple(x: Any) -> Tuple[Any, ...]:
-    """Wrap a single object into a 1-tuple; leave tuples alone."""
-    return x if isinstance(x, tuple) else (x,)
-
-
-def _additional_args(args: Any) -> Tuple[Any, ...]:
-    """Captum's convention: None → no extra args, a tuple → several, anything else → one."""
-    if args is None:
-        return ()
-    return _as_tuple(args)
-
 
 def select_targets(output: Tensor, target: TargetType) -> Tensor:
     """Pick one scalar per example from a model output, following Captum's ``target`` rules.
@@ -58,40 +41,20 @@ def select_targets(output: Tensor, target: TargetType) -> Tensor:
         if output.dim() != 2:
             raise InputError(f"target=None is ambiguous for a model output of shape {tuple(output.shape)}")
         target = output.detach().argmax(dim=1)
-    if isinstance(target, bool):
-        raise InputError("target must be an int, a tuple, a list or a tensor of class indices, not a bool")
-    if torch.is_tensor(target):
-        if target.is_floating_point():
-            raise InputError("target tensor must hold integer class indices")
-        if target.numel() == 1:
-            target = int(target.item())
-        else:
-            target = target.flatten().tolist()
-    if isinstance(target, int):
-        if output.dim() != 2:
-            raise InputError(f"an int target needs a (N, C) output, got shape {tuple(output.shape)}; pass a tuple")
-        if not -output.shape[1] <= target < output.shape[1]:
-            raise InputError(f"target {target} is out of range for {output.shape[1]} classes")
-        return output[:, target]
     if isinstance(target, tuple):
         if len(target) != output.dim() - 1:
             raise InputError(
                 f"target tuple {target} must have {output.dim() - 1} entries for output {tuple(output.shape)}"
             )
         return output[(slice(None),) + tuple(int(t) for t in target)]
-    if isinstance(target, (list, range)):
-        target = list(target)
+    if isinstance(target, list) and target and all(isinstance(t, tuple) for t in target):
         if len(target) != n:
             raise InputError(f"target list has {len(target)} entries for {n} examples")
-        if all(isinstance(t, tuple) for t in target):
-            return torch.stack([output[(i,) + tuple(int(v) for v in t)] for i, t in enumerate(target)])
-        idx = torch.as_tensor([int(t) for t in target], device=output.device, dtype=torch.long)
-        if output.dim() != 2:
-            raise InputError(f"per-example int targets need a (N, C) output, got {tuple(output.shape)}")
-        if bool(((idx < 0) | (idx >= output.shape[1])).any()):
-            raise InputError(f"target indices {target[:5]}... are out of range for {output.shape[1]} classes")
-        return output.gather(1, idx.view(-1, 1))[:, 0]
-    raise InputError(f"unsupported target type {type(target).__name__}")
+        return torch.stack([output[(i,) + tuple(int(v) for v in t)] for i, t in enumerate(target)])
+    if output.dim() != 2:
+        raise InputError(f"class-index targets need a (N, C) output, got shape {tuple(output.shape)}; pass a tuple")
+    idx = format_target(target, n, output.shape[1]).to(output.device)
+    return output.gather(1, idx.view(-1, 1))[:, 0]
 
 
 def _sum_spatial(x: Tensor) -> Tensor:
@@ -222,8 +185,8 @@ class LayerGradCamPlusPlus(LayerAttribution, GradientAttribution):
             >>> gcpp = LayerGradCamPlusPlus(model, model.net.block4)
             >>> cam = gcpp.attribute(X, target=[0, 2])      # one class per example
         """
-        inputs = _as_tuple(inputs)
-        extra = _additional_args(additional_forward_args)
+        inputs = as_tuple(inputs)
+        extra = additional_args(additional_forward_args)
         captured: List[Tuple[Tensor, ...]] = []
 
         def _grab(tensors: Tuple[Any, ...]) -> Tuple[Any, ...]:
@@ -246,7 +209,7 @@ class LayerGradCamPlusPlus(LayerAttribution, GradientAttribution):
         else:
 
             def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> Any:
-                new = _grab(_as_tuple(output))
+                new = _grab(as_tuple(output))
                 return new if isinstance(output, tuple) else new[0]
 
             handle = self.layer.register_forward_hook(hook)

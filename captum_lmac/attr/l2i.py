@@ -30,129 +30,24 @@ import torch
 import torch.nn.functional as F
 from captum.log import log_usage
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from .._utils import TargetType, eval_mode, format_target
 from ..data.tensors import SpectrogramSet
 from ..errors import InputError
 from ..nmf import frames_matrix, learn_dictionary, log_magnitude
-from ..nn.decoders import as_map, layer_shape_spec
+from ..nn.decoders import layer_shape_spec
+from ..nn.l2i import L2INet
 from ._hooks import LayerSpec
-from ._learned import LearnedAttribution, TargetType, format_target, iterate_batches, materialise, unpack_inputs
+from ._learned import FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
 
 _EPS = 1e-8
 _NO_PAIRS = "__l2i_no_pairs__"  # SpectrogramSet batches: X only, even when clean_X is present
 
 
-class L2IInterpreter(nn.Module):
-    r"""Ψ: hooked classifier representations → non-negative component activations H (N, K, T).
-
-    Each hooked output (2-D map (N, C, F', T') or 1-D sequence (N, C, T')) is pooled over its
-    frequency axis by a learned full-height convolution (kernel F' × 1: a linear map of the C·F'
-    values of a frame to ``hidden`` channels, which keeps *where* in frequency the energy was),
-    resampled to the finest time grid among the layers and summed; two temporal convolutions refine
-    it; it is then interpolated to the input's T frames and a last temporal convolution gives K
-    activations, made non-negative by ReLU (default) or softplus.
-    """
-
-    def __init__(
-        self, layer_spec: Sequence[dict], n_components: int, hidden: int = 64, activation: str = "relu",
-        sequence_layout: str = "NCT",
-    ) -> None:
-        super().__init__()
-        self.layer_spec = [dict(s) for s in layer_spec]
-        self.sequence_layout = sequence_layout
-        self.activation = activation
-        self.pool = nn.ModuleList(nn.Conv2d(s["channels"], hidden, (s["freqs"], 1)) for s in self.layer_spec)
-        groups = 4 if hidden % 4 == 0 else 1
-        self.refine = nn.Sequential(
-            nn.GroupNorm(groups, hidden), nn.ReLU(),
-            nn.Conv1d(hidden, hidden, 3, padding=1), nn.GroupNorm(groups, hidden), nn.ReLU(),
-            nn.Conv1d(hidden, hidden, 3, padding=1), nn.ReLU(),
-        )
-        self.out = nn.Conv1d(hidden, n_components, 5, padding=2)
-        nn.init.constant_(self.out.bias, 0.05)  # start with every component slightly active (no dead ReLUs)
-
-    def forward(self, feats: Sequence[Tensor], n_frames: int) -> Tensor:
-        if len(feats) != len(self.layer_spec):
-            raise InputError(f"the interpreter expects {len(self.layer_spec)} layer outputs, got {len(feats)}")
-        maps = [as_map(h, self.sequence_layout) for h in feats]
-        for i, (m, s) in enumerate(zip(maps, self.layer_spec)):
-            if m.shape[1] != s["channels"] or m.shape[2] != s["freqs"]:
-                raise InputError(
-                    f"hooked layer {i} gives {tuple(m.shape[1:3])} (channels, freqs) but the interpreter was built "
-                    f"for ({s['channels']}, {s['freqs']}): is this the classifier it was fitted for?"
-                )
-        t_grid = max(m.shape[-1] for m in maps)
-        acc = None
-        for m, pool in zip(maps, self.pool):
-            p = pool(m)[:, :, 0]  # (N, hidden, T')
-            if p.shape[-1] != t_grid:
-                p = F.interpolate(p, size=t_grid, mode="linear", align_corners=False)
-            acc = p if acc is None else acc + p
-        p = self.refine(acc)
-        p = F.interpolate(p, size=int(n_frames), mode="linear", align_corners=False)
-        a = self.out(p)
-        return F.softplus(a) if self.activation == "softplus" else F.relu(a)
 
 
-class L2IHead(nn.Module):
-    r"""Θ: attention pooling of H over time, then a linear layer K → C.
-
-    Each component k gets its own attention weights over time, ``α_k = softmax_t(a_k(H))`` with
-    ``a`` a 1 × 1 convolution across components, so ``z_k = Σ_t α_{k,t} h_{k,t} ≥ 0`` stays in the
-    units of H and ``r_k = z_k θ_{c,k}`` is the contribution of component k to class c's logit.
-    """
-
-    def __init__(self, n_components: int, n_classes: int) -> None:
-        super().__init__()
-        self.attention = nn.Conv1d(n_components, n_components, 1)
-        self.linear = nn.Linear(n_components, n_classes)
-
-    def pool(self, H: Tensor) -> Tensor:
-        """H (N, K, T) → z (N, K)."""
-        alpha = torch.softmax(self.attention(H), dim=-1)
-        return (alpha * H).sum(-1)
-
-    def forward(self, H: Tensor) -> Tuple[Tensor, Tensor]:
-        """Return ``(logits (N, C), z (N, K))``."""
-        z = self.pool(H)
-        return self.linear(z), z
 
 
-class L2INet(nn.Module):
-    """Everything L2I learns or needs at attribution time: Ψ, Θ and the (fixed) dictionary W.
-
-    W is a buffer, so it is saved and loaded with the weights but never trained.
-    """
-
-    def __init__(
-        self, layer_spec: Sequence[dict], n_freqs: int, n_components: int, n_classes: int, hidden: int = 64,
-        activation: str = "relu", sequence_layout: str = "NCT",
-    ) -> None:
-        super().__init__()
-        self.layer_spec = [dict(s) for s in layer_spec]
-        self.n_freqs, self.n_components, self.n_classes = int(n_freqs), int(n_components), int(n_classes)
-        self.hidden, self.activation, self.sequence_layout = int(hidden), activation, sequence_layout
-        self.register_buffer("dictionary", torch.zeros(self.n_freqs, self.n_components))
-        self.psi = L2IInterpreter(self.layer_spec, self.n_components, self.hidden, activation, sequence_layout)
-        self.theta = L2IHead(self.n_components, self.n_classes)
-
-    def config(self) -> dict:
-        return dict(
-            layer_spec=self.layer_spec, n_freqs=self.n_freqs, n_components=self.n_components,
-            n_classes=self.n_classes, hidden=self.hidden, activation=self.activation,
-            sequence_layout=self.sequence_layout,
-        )
-
-    def forward(self, feats: Sequence[Tensor], n_frames: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """Return ``(H (N, K, T), logits (N, C), z (N, K))``."""
-        H = self.psi(feats, n_frames)
-        logits, z = self.theta(H)
-        return H, logits, z
-
-    def reconstruct(self, H: Tensor) -> Tensor:
-        """W H: the model of log(1 + |X|), (N, F, T)."""
-        return torch.einsum("fk,nkt->nft", self.dictionary, H)
 
 
 def _as_tensor_dictionary(W: Any) -> Tensor:
@@ -202,6 +97,8 @@ class L2I(LearnedAttribution):
     """
 
     kind = "l2i"
+    history_keys = ("loss", "fidelity", "nmf", "l1", "fid_acc")
+    progress_keys = ("loss", "fid_acc", "nmf")
 
     def __init__(
         self,
@@ -300,7 +197,7 @@ class L2I(LearnedAttribution):
             raise InputError(
                 f"the dictionary has {self._dictionary.shape[0]} rows but the inputs {X.shape[2]} frequency bins"
             )
-        with torch.no_grad(), self.frozen_model():
+        with torch.no_grad(), eval_mode(self.model, freeze=True):
             logits, feats = self.forward_with_features(X[:1])
         if logits.dim() != 2:
             raise InputError(f"the classifier must return (N, C) scores, got shape {tuple(logits.shape)}")
@@ -321,28 +218,31 @@ class L2I(LearnedAttribution):
         return unpack_inputs(inputs, decoder.n_freqs)
 
     @torch.no_grad()
-    def _forward_all(self, X: Tensor, batch_size: int) -> Dict[str, Tensor]:
+    def inspect(self, inputs: Union[Tensor, Tuple[Tensor, ...]], batch_size: int = 32) -> Dict[str, Tensor]:
+        """Everything L2I computes for X: ``logits`` (the classifier), ``H`` (Ψ), ``theta_logits`` and
+        ``z`` (Θ), each batched over the N inputs."""
+        X, _ = self._check(inputs)
         self.decoder.eval()
         out: Dict[str, List[Tensor]] = {"logits": [], "H": [], "theta_logits": [], "z": []}
-        with self.frozen_model():
+        with eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
                 for k, v in zip(out, self._run(X[s : s + batch_size])):
                     out[k].append(v)
         return {k: torch.cat(v) for k, v in out.items()}
 
-    def _relevance_from(self, z: Tensor, target: Tensor) -> Tensor:
+    def relevance_from(self, z: Tensor, target: Tensor) -> Tensor:
         contrib = z * self.decoder.theta.linear.weight[target]  # (N, K): z_k θ_{c,k}
         peak = contrib.abs().amax(1, keepdim=True)
         return torch.where(peak > 0, contrib / peak.clamp_min(1e-30), torch.zeros_like(contrib))
 
-    def _masks_from(self, H: Tensor, weights: Tensor) -> Tensor:
+    def masks_from(self, H: Tensor, weights: Tensor) -> Tensor:
         """Σ_k weights_{n,k} w_k h_k / (W H + eps) → (N, 1, F, T) in [0, 1]."""
         W = self.decoder.dictionary
         num = torch.einsum("fk,nkt->nft", W, H * weights.to(H.dtype).unsqueeze(-1))
         den = torch.einsum("fk,nkt->nft", W, H)
         return (num / (den + _EPS)).clamp(0.0, 1.0).unsqueeze(1)
 
-    def _resolve_target(self, target: TargetType, n: int, pred: Tensor) -> Tensor:
+    def resolve_target(self, target: TargetType, n: int, pred: Tensor) -> Tensor:
         t = format_target(target, n, self.decoder.n_classes)
         return pred if t is None else t
 
@@ -351,13 +251,13 @@ class L2I(LearnedAttribution):
     def activations(self, inputs: Union[Tensor, Tuple[Tensor, ...]], batch_size: int = 32) -> Tensor:
         """Ψ's component activations H (N, K, T) for X (N, 1, F, T)."""
         X, _ = self._check(inputs)
-        return self._forward_all(X, batch_size)["H"]
+        return self.inspect(X, batch_size)["H"]
 
     @torch.no_grad()
     def interpreter_logits(self, inputs: Union[Tensor, Tuple[Tensor, ...]], batch_size: int = 32) -> Tensor:
         """Θ's output (N, C): the interpreter's imitation of the classifier's logits."""
         X, _ = self._check(inputs)
-        return self._forward_all(X, batch_size)["theta_logits"]
+        return self.inspect(X, batch_size)["theta_logits"]
 
     @torch.no_grad()
     def relevance(self, inputs: Union[Tensor, Tuple[Tensor, ...]], target: TargetType = None,
@@ -369,9 +269,9 @@ class L2I(LearnedAttribution):
             target: Class c per sample (None: the classifier's prediction; any class is allowed).
         """
         X, _ = self._check(inputs)
-        out = self._forward_all(X, batch_size)
-        t = self._resolve_target(target, X.shape[0], out["logits"].argmax(1).cpu())
-        return self._relevance_from(out["z"], t.to(out["z"].device))
+        out = self.inspect(X, batch_size)
+        t = self.resolve_target(target, X.shape[0], out["logits"].argmax(1).cpu())
+        return self.relevance_from(out["z"], t.to(out["z"].device))
 
     @torch.no_grad()
     def selected_components(self, inputs: Union[Tensor, Tuple[Tensor, ...]], target: TargetType = None,
@@ -402,7 +302,7 @@ class L2I(LearnedAttribution):
         X, _ = self._check(inputs)
         K = self.decoder.n_components
         idx = _component_index(components, X.shape[0], K)
-        out = self._forward_all(X, batch_size)
+        out = self.inspect(X, batch_size)
         W, H = self.decoder.dictionary, out["H"]
         den = torch.einsum("fk,nkt->nft", W, H) + _EPS
         Wsel = W.T[idx]  # (N, n, F)
@@ -437,10 +337,10 @@ class L2I(LearnedAttribution):
         """
         X, was_tuple = self._check(inputs)
         threshold = _check_threshold(threshold)
-        out = self._forward_all(X, batch_size)
-        t = self._resolve_target(target, X.shape[0], out["logits"].argmax(1).cpu()).to(out["z"].device)
-        sel = self._relevance_from(out["z"], t) > threshold
-        masks = [self._masks_from(out["H"][s : s + batch_size], sel[s : s + batch_size])
+        out = self.inspect(X, batch_size)
+        t = self.resolve_target(target, X.shape[0], out["logits"].argmax(1).cpu()).to(out["z"].device)
+        sel = self.relevance_from(out["z"], t) > threshold
+        masks = [self.masks_from(out["H"][s : s + batch_size], sel[s : s + batch_size])
                  for s in range(0, X.shape[0], batch_size)]
         mask = torch.cat(masks).to(X.dtype)
         return (mask,) if was_tuple else mask
@@ -490,7 +390,7 @@ class L2I(LearnedAttribution):
         X, _ = self._check(X)
         self.decoder.eval()
         acc = {"loss": 0.0, "fidelity": 0.0, "nmf": 0.0, "l1": 0.0, "fid_acc": 0.0, "fid_top3": 0.0}
-        with self.frozen_model():
+        with eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
                 xb = X[s : s + batch_size]
                 pre = None if _pre is None else (_pre[0][s : s + batch_size], [f[s : s + batch_size] for f in _pre[1]])
@@ -562,10 +462,15 @@ class L2I(LearnedAttribution):
         """
         if int(epochs) < 0:
             raise InputError(f"epochs must be >= 0, got {epochs}")
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        batches = materialise(batches)
-        first = next(iter(_x_batches(batches, batch_size, torch.Generator().manual_seed(seed))), None)
+        self._fit_settings = {"alpha": alpha, "beta": beta, "nmf_beta": nmf_beta, "nmf_iter": nmf_iter,
+                              "nmf_max_frames": nmf_max_frames, "cache_features_gb": cache_features_gb,
+                              "epochs": int(epochs)}
+        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
+
+    def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
+        cfg = self._fit_settings
+        data = materialise(data)
+        first = next(iter(_x_batches(data, batch_size, torch.Generator().manual_seed(seed))), None)
         if first is None:
             raise InputError("fit got no training batches")
         X0, _ = unpack_inputs(first, self.decoder.n_freqs if self.decoder is not None else None)
@@ -573,48 +478,32 @@ class L2I(LearnedAttribution):
         t_dict = time.time()
         if self.decoder is None and self._dictionary is None:
             hist["dictionary"] = self.learn_dictionary(
-                batches, beta=nmf_beta, n_iter=nmf_iter, max_frames=nmf_max_frames, seed=seed, progress=progress,
-                l2i_alpha=alpha, l2i_beta=beta,
+                data, beta=cfg["nmf_beta"], n_iter=cfg["nmf_iter"], max_frames=cfg["nmf_max_frames"], seed=seed,
+                progress=progress, l2i_alpha=cfg["alpha"], l2i_beta=cfg["beta"],
             )
         hist["dictionary_seconds"] = time.time() - t_dict
         self._ensure_decoder(X0)
         val_X = None if val is None else unpack_inputs(getattr(val, "X", val), self.decoder.n_freqs)[0]
-        in_memory = isinstance(batches, SpectrogramSet) or torch.is_tensor(batches)
-        train_X = getattr(batches, "X", batches) if in_memory else None
+        in_memory = isinstance(data, SpectrogramSet) or torch.is_tensor(data)
+        train_X = getattr(data, "X", data) if in_memory else None
         if train_X is not None:
             train_X, _ = unpack_inputs(train_X, self.decoder.n_freqs)
-        opt = torch.optim.Adam(self.decoder.parameters(), lr=lr, weight_decay=weight_decay)
-        keys = ["loss", "fidelity", "nmf", "l1", "fid_acc"]
-        for k in keys:
-            hist[k] = []
-        t0 = self._start_fit()
-        with self.frozen_model():
-            budget = float(cache_features_gb) * 1e9
-            cache = self._classifier_outputs(train_X, 32, budget) if train_X is not None and epochs > 0 else None
-            val_cache = self._classifier_outputs(val_X, 32, budget) if val_X is not None and epochs > 0 else None
-            hist["cached_features"] = cache is not None
-            bar = tqdm(range(int(epochs)), desc=f"fitting {type(self).__name__}", disable=not progress)
-            for epoch in bar:
-                self.decoder.train()
-                sums, n = {k: 0.0 for k in keys}, 0
-                for xb, pre in self._epoch(batches, train_X, cache, batch_size, gen):
-                    xb, _ = unpack_inputs(xb, self.decoder.n_freqs)
-                    terms = self._loss_terms(xb, alpha, beta, pre)
-                    opt.zero_grad()
-                    terms["loss"].backward()
-                    opt.step()
-                    for k in keys:
-                        sums[k] += float(terms[k].detach()) * xb.shape[0]
-                    n += xb.shape[0]
-                for k in keys:
-                    hist[k].append(sums[k] / max(n, 1))
-                if val_X is not None:
-                    v = self.evaluate(val_X, alpha, beta, _pre=val_cache)
-                    self._record_validation(hist, v, epoch)
-                    bar.set_postfix(val_fid=f"{v['fid_acc']:.2f}", val_nmf=f"{v['nmf']:.3f}")
-                else:
-                    bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", fid=f"{hist['fid_acc'][-1]:.2f}")
-        return self._finish_fit(hist, epochs, t0)
+        budget = float(cfg["cache_features_gb"]) * 1e9 if cfg["epochs"] > 0 else 0.0
+        with eval_mode(self.model, freeze=True):
+            cache = self._classifier_outputs(train_X, 32, budget) if train_X is not None else None
+            val_cache = self._classifier_outputs(val_X, 32, budget) if val_X is not None else None
+        hist["cached_features"] = cache is not None
+        validate = None
+        if val_X is not None:
+            def validate() -> Dict[str, float]:
+                return self.evaluate(val_X, cfg["alpha"], cfg["beta"], _pre=val_cache)
+        return FitPlan(batches=lambda gen: self._epoch(data, train_X, cache, batch_size, gen), validate=validate,
+                       history=hist)
+
+    def _train_step(self, batch: Any) -> Tuple[Dict[str, Tensor], int]:
+        xb, pre = batch
+        xb, _ = unpack_inputs(xb, self.decoder.n_freqs)
+        return self._loss_terms(xb, self._fit_settings["alpha"], self._fit_settings["beta"], pre), xb.shape[0]
 
     @staticmethod
     def _epoch(batches: Any, train_X: Optional[Tensor], cache: Optional[Tuple[Tensor, List[Tensor]]],
@@ -705,80 +594,4 @@ def _component_index(components: Any, n: int, K: int) -> Tensor:
     return idx
 
 
-# ---------------------------------------------------------------------- L2I benchmark metrics
-
-
-@torch.no_grad()
-def topk_fidelity(l2i: L2I, X: Union[Tensor, SpectrogramSet], k: Sequence[int] = (1, 3, 5),
-                  batch_size: int = 32) -> Dict[int, float]:
-    r"""Top-k fidelity of the interpreter (L2I paper, Table 1).
-
-    The fraction of samples whose classifier decision ``argmax f(X)`` is among the k classes Θ
-    scores highest. k larger than the number of classes counts as all classes.
-
-    Returns:
-        dict: k → fraction in [0, 1].
-    """
-    ks = [int(v) for v in ([k] if isinstance(k, int) else k)]
-    if not ks or any(v < 1 for v in ks):
-        raise InputError(f"k must hold positive integers, got {k!r}")
-    X, _ = l2i._check(getattr(X, "X", X))
-    out = l2i._forward_all(X, batch_size)
-    pred = out["logits"].argmax(1, keepdim=True)
-    order = out["theta_logits"].argsort(1, descending=True)
-    rank = (order == pred).float().argmax(1)  # position of the classifier's class in Θ's ranking
-    return {v: float((rank < v).float().mean()) for v in ks}
-
-
-@torch.no_grad()
-def ff_median(
-    l2i: L2I,
-    X: Union[Tensor, SpectrogramSet],
-    threshold: float = 0.2,
-    target: TargetType = None,
-    seed: int = 0,
-    batch_size: int = 16,
-) -> Dict[str, Any]:
-    r"""Faithfulness of L2I interpretations (L2I paper, section 5): FF median vs random components.
-
-    ``FF = p_c(X) − p_c((1 − M) ⊙ X)``: the drop of the class probability when the interpretation
-    (the mask M of the selected components) is removed from the input, c the classifier's
-    decision (or ``target``). The baseline removes as many components, chosen uniformly at random
-    (seeded) among the K, from the same decomposition. The paper reports the median over samples.
-
-    Returns:
-        dict: ``ff_median``, ``ff_random_median``, ``ff_mean``, ``ff_random_mean``,
-        ``fraction_ff_above_random``, and per-sample tensors ``ff``, ``ff_random``, ``n_selected``.
-    """
-    threshold = _check_threshold(threshold)
-    X, _ = l2i._check(getattr(X, "X", X))
-    out = l2i._forward_all(X, batch_size)
-    n, K = out["z"].shape
-    t = l2i._resolve_target(target, n, out["logits"].argmax(1).cpu())
-    sel = l2i._relevance_from(out["z"], t) > threshold
-    counts = sel.sum(1)
-    g = torch.Generator().manual_seed(seed)
-    rand = torch.zeros_like(sel)
-    for i in range(n):
-        rand[i, torch.randperm(K, generator=g)[: int(counts[i])]] = True
-    p_x = torch.softmax(out["logits"], 1).gather(1, t.view(-1, 1))[:, 0]
-    model = l2i.model
-    ff, ff_rand = [], []
-    with l2i.frozen_model():
-        for s in range(0, n, batch_size):
-            xb, hb, tb = X[s : s + batch_size], out["H"][s : s + batch_size], t[s : s + batch_size].view(-1, 1)
-            for weights, acc in ((sel, ff), (rand, ff_rand)):
-                M = l2i._masks_from(hb, weights[s : s + batch_size]).to(xb.dtype)
-                p_out = torch.softmax(model((1 - M) * xb), 1).gather(1, tb)[:, 0]
-                acc.append(p_x[s : s + batch_size] - p_out)
-    ff_t, ffr_t = torch.cat(ff).float().cpu(), torch.cat(ff_rand).float().cpu()
-    return {
-        "ff_median": float(ff_t.median()),
-        "ff_random_median": float(ffr_t.median()),
-        "ff_mean": float(ff_t.mean()),
-        "ff_random_mean": float(ffr_t.mean()),
-        "fraction_ff_above_random": float((ff_t > ffr_t).float().mean()),
-        "ff": ff_t,
-        "ff_random": ffr_t,
-        "n_selected": counts.cpu(),
-    }
+__all__ = ["L2I", "implied_nmf_beta"]

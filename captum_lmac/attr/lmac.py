@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from captum.log import log_usage
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from .._utils import TargetType, eval_mode, format_target
 from ..errors import InputError
 from ..nn.decoders import MaskDecoder, layer_shape_spec
 from ._hooks import LayerSpec
-from ._learned import LearnedAttribution, TargetType, format_target, iterate_batches, materialise, unpack_inputs
+from ._learned import FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
 
 
 def apply_mask(X: Tensor, M: Tensor, mask_domain: str = "linear") -> Tensor:
@@ -69,6 +69,8 @@ class LMAC(LearnedAttribution):
     """
 
     kind = "lmac"
+    history_keys = ("loss", "in", "out", "l1", "guidance", "guided_fraction", "mask_mean")
+    progress_keys = ("loss", "fid_in", "mask_mean")
 
     def __init__(
         self,
@@ -107,7 +109,7 @@ class LMAC(LearnedAttribution):
     def _ensure_decoder(self, X: Tensor) -> None:
         if self.decoder is not None:
             return
-        with torch.no_grad(), self.frozen_model():
+        with torch.no_grad(), eval_mode(self.model, freeze=True):
             _, feats = self.forward_with_features(X[:1])
         spec = layer_shape_spec(feats, self.sequence_layout)
         self.decoder = MaskDecoder(spec, X.shape[2], hidden=self.hidden, use_input=self.use_input,
@@ -201,48 +203,32 @@ class LMAC(LearnedAttribution):
             ``guided_fraction``, ``mask_mean`` and ``val_*`` when ``val`` is given), plus
             ``best_epoch``, ``seconds`` and ``decoder_parameters``.
         """
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        batches = materialise(batches)
-        first = next(iter(iterate_batches(batches, batch_size, torch.Generator().manual_seed(seed))), None)
+        if lambda_g > 0 and guidance not in ("l1", "bce"):
+            raise InputError(f"guidance must be 'l1' or 'bce', got {guidance!r}")
+        self._loss_settings = {"lambdas": {"in": lambda_in, "out": lambda_out, "s": lambda_s, "g": lambda_g},
+                               "cct": cct, "guidance": guidance}
+        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
+
+    def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
+        data = materialise(data)
+        first = next(iter(iterate_batches(data, batch_size, torch.Generator().manual_seed(seed))), None)
         if first is None:
             raise InputError("fit got no training batches")
         X0 = first[0] if isinstance(first, (tuple, list)) else first
         X0, _ = unpack_inputs(X0, self.decoder.out_freqs if self.decoder is not None else None)
         self._ensure_decoder(X0)
         val_X = self._val_tensor(val)
-        lambdas = {"in": lambda_in, "out": lambda_out, "s": lambda_s, "g": lambda_g}
-        opt = torch.optim.Adam(self.decoder.parameters(), lr=lr, weight_decay=weight_decay)
-        keys = ["loss", "in", "out", "l1", "guidance", "guided_fraction", "mask_mean"]
-        hist: Dict[str, Any] = {k: [] for k in keys}
-        t0 = self._start_fit()
-        with self.frozen_model():
-            bar = tqdm(range(epochs), desc=f"fitting {type(self).__name__}", disable=not progress)
-            for epoch in bar:
-                self.decoder.train()
-                sums = {k: 0.0 for k in keys}
-                n = 0
-                for batch in iterate_batches(batches, batch_size, gen):
-                    X, X_clean = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
-                    X, _ = unpack_inputs(X, self.decoder.out_freqs)
-                    if lambda_g > 0 and X_clean is None:
-                        raise InputError("lambda_g > 0 needs (X_mix, X_clean) training pairs")
-                    terms = self._loss_terms(X, X_clean, lambdas, cct, guidance)
-                    opt.zero_grad()
-                    terms["loss"].backward()
-                    opt.step()
-                    for k in keys:
-                        sums[k] += float(terms[k].detach()) * X.shape[0]
-                    n += X.shape[0]
-                for k in keys:
-                    hist[k].append(sums[k] / max(n, 1))
-                if val_X is not None:
-                    v = self.evaluate(val_X, lambdas)
-                    self._record_validation(hist, v, epoch)
-                    bar.set_postfix(val_fid_in=f"{v['fid_in']:.2f}", val_mm=f"{v['mask_mean']:.2f}")
-                else:
-                    bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", mm=f"{hist['mask_mean'][-1]:.2f}")
-        return self._finish_fit(hist, epochs, t0)
+        lambdas = self._loss_settings["lambdas"]
+        validate = (lambda: self.evaluate(val_X, lambdas)) if val_X is not None else None
+        return FitPlan(batches=lambda gen: iterate_batches(data, batch_size, gen), validate=validate)
+
+    def _train_step(self, batch: Any) -> Tuple[Dict[str, Tensor], int]:
+        X, X_clean = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        X, _ = unpack_inputs(X, self.decoder.out_freqs)
+        settings = self._loss_settings
+        if settings["lambdas"]["g"] > 0 and X_clean is None:
+            raise InputError("lambda_g > 0 needs (X_mix, X_clean) training pairs")
+        return self._loss_terms(X, X_clean, settings["lambdas"], settings["cct"], settings["guidance"]), X.shape[0]
 
     def finetune(
         self, pairs: Any, epochs: int = 5, lambda_g: float = 4.0, cct: float = 0.7, guidance: str = "l1", **kwargs
@@ -270,7 +256,7 @@ class LMAC(LearnedAttribution):
         lambdas = lambdas or {"in": 4.0, "out": 0.2, "s": 0.4, "g": 0.0}
         self._require_fitted().eval()
         acc = {"loss": 0.0, "in": 0.0, "out": 0.0, "l1": 0.0, "fid_in": 0.0, "ai": 0.0, "mask_mean": 0.0}
-        with self.frozen_model():
+        with eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
                 xb = X[s : s + batch_size]
                 logits, M = self._mask(xb)
@@ -319,7 +305,7 @@ class LMAC(LearnedAttribution):
         X, was_tuple = unpack_inputs(inputs, decoder.out_freqs)
         decoder.eval()
         masks, preds = [], []
-        with torch.no_grad(), self.frozen_model():
+        with torch.no_grad(), eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
                 logits, M = self._mask(X[s : s + batch_size])
                 masks.append(M)

@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from captum.log import log_usage
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .._io import fingerprint_mismatch, load_checkpoint
+from .._utils import TargetType, eval_mode, format_target
 from ..errors import CheckpointError, InputError
-from ..nn.decoders import MaskDecoder, layer_shape_spec
+from ..nn.decoders import TextConditionedMaskDecoder, layer_shape_spec
 from ..nn.zeroshot import TextEncoder, ZeroShotClassifier, check_prompts, encode_texts
+from .._utils import TargetType, eval_mode, format_target
 from ._hooks import LayerSpec
-from ._learned import LearnedAttribution, TargetType, format_target, unpack_inputs
+from ._learned import FitPlan, LearnedAttribution, unpack_inputs
 from .lmac import apply_mask
 
 Captions = Sequence[Union[str, Sequence[str]]]
@@ -32,68 +32,8 @@ def _text_probe(embeddings: Tensor) -> float:
     return round(float((e * torch.linspace(1.0, 2.0, e.numel(), dtype=torch.float64)).sum()), 5)
 
 
-def _film_hook(module: nn.Module, _inp: Any, out: Tensor) -> Tensor:
-    """Forward hook on a decoder level: ``out · (1 + γ(t)) + β(t)`` with the level's FiLM layer.
-
-    The FiLM layer and the current text embedding live in the level module's ``__dict__`` (not as
-    submodules), so the hook holds no reference to the decoder and survives ``copy.deepcopy``.
-    """
-    cond = module.__dict__.get("_film_cond")
-    if cond is None:
-        return out
-    gamma, beta = module.__dict__["_film_layer"](cond).chunk(2, dim=1)
-    return out * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
-class TextConditionedMaskDecoder(MaskDecoder):
-    r""":class:`~captum_lmac.nn.decoders.MaskDecoder` with cross-attention **and** FiLM text conditioning.
-
-    The base decoder injects the text embedding by cross-attention before each level's
-    ``Conv → GroupNorm → ReLU`` refinement; the GroupNorm removes most of a prompt-dependent offset
-    (in particular a global "this prompt is absent from the clip" shift), so on its own the
-    conditioning barely steers the mask. In a pilot on the small CLAP (80 ESC-10 clips, 10 epochs,
-    λ_1 = 1, one seed) the plain decoder gave mask means 0.034 / 0.047 / 0.053 for the true-class /
-    all class / unrelated prompts (correlation with the prompt–audio similarity −0.27); with FiLM
-    0.063 / 0.044 / 0.017 (+0.24). A FiLM layer (Perez et al., 2018,
-    https://arxiv.org/abs/1709.07871) after every refinement scales and shifts each channel by
-    ``(1 + γ(t), β(t))`` — after the normalisation, so it reaches the mask head. γ and β start
-    near zero, so the decoder starts as the base one.
-
-    Args: as :class:`~captum_lmac.nn.decoders.MaskDecoder` (``cond_dim`` required); ``film``
-    (bool) False leaves the pure cross-attention decoder.
-    """
-
-    def __init__(self, layer_spec, out_freqs: int, hidden: int = 32, use_input: bool = True,
-                 cond_dim: Optional[int] = None, sequence_layout: str = "NCT", film: bool = True) -> None:
-        if cond_dim is None:
-            raise InputError("a text-conditioned decoder needs cond_dim (the text embedding size)")
-        super().__init__(layer_spec, out_freqs, hidden=hidden, use_input=use_input, cond_dim=cond_dim,
-                         sequence_layout=sequence_layout)
-        self.use_film = bool(film)
-        if self.use_film:
-            self.film = nn.ModuleList(nn.Linear(int(cond_dim), 2 * self.hidden) for _ in self.layer_spec)
-            for lin, level in zip(self.film, self.refine):
-                nn.init.normal_(lin.weight, std=0.02)
-                nn.init.zeros_(lin.bias)
-                object.__setattr__(level, "_film_layer", lin)
-                object.__setattr__(level, "_film_cond", None)
-                level.register_forward_hook(_film_hook)
-
-    def config(self) -> dict:
-        return {**super().config(), "film": self.use_film}
-
-    def _set_cond(self, cond: Optional[Tensor]) -> None:
-        for level in self.refine:
-            object.__setattr__(level, "_film_cond", cond)
-
-    def forward(self, feats: Sequence[Tensor], x: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        if not self.use_film:
-            return super().forward(feats, x, cond)
-        self._set_cond(cond)
-        try:
-            return super().forward(feats, x, cond)
-        finally:
-            self._set_cond(None)
 
 
 class LMACZS(LearnedAttribution):
@@ -157,6 +97,10 @@ class LMACZS(LearnedAttribution):
     """
 
     kind = "lmac_zs"
+    history_keys = ("loss", "sim", "l1", "div", "mm_own", "mm_other")
+    progress_keys = ("loss", "mm_own", "mm_other")
+    load_options = ("check_text_encoder",)
+    fitted_for = "audio encoder"
 
     def __init__(
         self,
@@ -247,7 +191,7 @@ class LMACZS(LearnedAttribution):
             if int(self.decoder.cond_dim) != int(text_dim):
                 raise InputError(f"text embeddings have {text_dim} dimensions but the decoder was built for {self.decoder.cond_dim}")
             return
-        with self.frozen_model():
+        with eval_mode(self.model, freeze=True):
             a, feats = self._audio(X[:1])
         if a.shape[1] != text_dim:
             raise InputError(
@@ -412,10 +356,13 @@ class LMACZS(LearnedAttribution):
         """
         if int(batch_size) < 1 or int(epochs) < 1:
             raise InputError("epochs and batch_size must be >= 1")
-        torch.manual_seed(seed)
-        g = torch.Generator().manual_seed(seed)
+        self._fit_settings = {"lambdas": {"sim": lambda_sim, "l1": lambda_l1, "div": lambda_div},
+                              "texts_per_audio": texts_per_audio}
+        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
+
+    def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
         rng = random.Random(seed)
-        pair, listed = self._as_pairs(batches, "fit data")
+        pair, listed = self._as_pairs(data, "fit data")
         X0 = pair[0] if pair is not None else listed[0][0]
         first_caps = pair[1][0] if pair is not None else listed[0][1][0]
         text_dim = int(self.embed_text(first_caps[:1]).shape[1])
@@ -424,36 +371,25 @@ class LMACZS(LearnedAttribution):
         for X in ([pair[0]] if pair is not None else [b[0] for b in listed]):
             unpack_inputs(X, out_f)
         vpair, vlisted = self._as_pairs(val, "val") if val is not None else (None, None)
-        lambdas = {"sim": lambda_sim, "l1": lambda_l1, "div": lambda_div}
-        opt = torch.optim.Adam(self.decoder.parameters(), lr=lr, weight_decay=weight_decay)
-        keys = ["loss", "sim", "l1", "div", "mm_own", "mm_other"]
-        hist: Dict[str, Any] = {k: [] for k in keys}
-        t0 = self._start_fit()
-        with self.frozen_model():
-            bar = tqdm(range(epochs), desc=f"fitting {type(self).__name__}", disable=not progress)
-            for epoch in bar:
-                self.decoder.train()
-                sums = {k: 0.0 for k in keys}
-                n = 0
-                for X, caps in self._epoch_batches(pair, listed, batch_size, g, rng, shuffle=True):
-                    if X.shape[0] < 2 and n > 0:
-                        continue  # a trailing single clip has no other caption to contrast with
-                    opt.zero_grad()
-                    terms = self._batch_pass(X, caps, lambdas, texts_per_audio, g, train=True)
-                    opt.step()
-                    for k in keys:
-                        v = terms[k]
-                        sums[k] += (v if v == v else 0.0) * X.shape[0]
-                    n += X.shape[0]
-                for k in keys:
-                    hist[k].append(sums[k] / max(n, 1))
-                if val is not None:
-                    v = self._evaluate(vpair, vlisted, lambdas, batch_size, texts_per_audio)
-                    self._record_validation(hist, v, epoch)
-                    bar.set_postfix(val_loss=f"{v['loss']:.3f}", mm_own=f"{v['mm_own']:.2f}", mm_other=f"{v['mm_other']:.2f}")
-                else:
-                    bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", mm_own=f"{hist['mm_own'][-1]:.2f}")
-        return self._finish_fit(hist, epochs, t0)
+        cfg = self._fit_settings
+
+        def batches(gen: torch.Generator):
+            for k, (X, caps) in enumerate(self._epoch_batches(pair, listed, batch_size, gen, rng, shuffle=True)):
+                if X.shape[0] < 2 and k > 0:
+                    continue  # a trailing single clip has no other caption to contrast with
+                yield X, caps, gen
+
+        validate = None
+        if val is not None:
+            def validate() -> Dict[str, float]:
+                return self._evaluate(vpair, vlisted, cfg["lambdas"], batch_size, cfg["texts_per_audio"])
+        return FitPlan(batches=batches, validate=validate)
+
+    def _train_step(self, batch: Any) -> Tuple[Dict[str, float], int]:
+        X, caps, gen = batch
+        cfg = self._fit_settings
+        # back-propagates clip by clip inside (the loss splits over clips), so the terms are floats
+        return self._batch_pass(X, caps, cfg["lambdas"], cfg["texts_per_audio"], gen, train=True), X.shape[0]
 
     def evaluate(
         self, data: Any, lambdas: Optional[Dict[str, float]] = None, batch_size: int = 8,
@@ -476,7 +412,7 @@ class LMACZS(LearnedAttribution):
         keys = ["loss", "sim", "l1", "div", "mm_own", "mm_other"]
         acc = {k: 0.0 for k in keys}
         n, n_other = 0, 0
-        with self.frozen_model():
+        with eval_mode(self.model, freeze=True):
             for X, caps in self._epoch_batches(pair, listed, batch_size, torch.Generator().manual_seed(0), None, shuffle=False):
                 terms = self._batch_pass(X, caps, lambdas, texts_per_audio, torch.Generator().manual_seed(0), train=False)
                 for k in keys[:-1]:
@@ -525,7 +461,7 @@ class LMACZS(LearnedAttribution):
         t_idx = format_target(target, X.shape[0], len(prompts))
         decoder.eval()
         masks = []
-        with torch.no_grad(), self.frozen_model():
+        with torch.no_grad(), eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
                 xb = X[s : s + batch_size]
                 a, feats = self._audio(xb)
@@ -536,6 +472,33 @@ class LMACZS(LearnedAttribution):
         return (mask,) if was_tuple else mask
 
     # ------------------------------------------------------------------ persistence
+    @classmethod
+    def _fingerprinted(cls, model: nn.Module) -> nn.Module:
+        return model.audio_encoder if isinstance(model, ZeroShotClassifier) else model
+
+    @classmethod
+    def _init_kwargs(cls, model: nn.Module, meta: Dict[str, Any], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        init = super()._init_kwargs(model, meta, kwargs)
+        prompts = meta["config"].get("prompts")
+        if prompts and not isinstance(model, ZeroShotClassifier) and "prompts" not in kwargs:
+            init["prompts"] = prompts  # an explicit ZeroShotClassifier brings its own prompts
+        return init
+
+    def _check_loaded(self, meta: Dict[str, Any], path: Union[str, Path], check_text_encoder: bool = True) -> None:
+        text = meta["config"].get("text", {})
+        probe = self.embed_text(list(text.get("probe_texts", PROBE_TEXTS)))
+        if probe.shape[1] != int(text.get("dim", probe.shape[1])):
+            raise CheckpointError(
+                f"{path} was fitted with {text['dim']}-d text embeddings; this text encoder gives {probe.shape[1]}-d"
+            )
+        if check_text_encoder and "probe" in text:
+            now = _text_probe(probe)
+            if abs(now - float(text["probe"])) > 1e-3 * max(1.0, abs(now)):
+                raise CheckpointError(
+                    f"{path} was fitted with a different text encoder (probe embeddings differ); "
+                    "pass the text encoder it was trained with, or check_text_encoder=False"
+                )
+
     @classmethod
     def load(
         cls,
@@ -558,39 +521,8 @@ class LMACZS(LearnedAttribution):
                 differ from those at saving time (a different text tower would make the decoder's
                 conditioning meaningless). The embedding size is always checked.
         """
-        state, meta = load_checkpoint(path, cls.kind)
-        audio = audio_model.audio_encoder if isinstance(audio_model, ZeroShotClassifier) else audio_model
-        if not isinstance(audio, nn.Module):
-            raise InputError(f"audio_model must be an nn.Module, got {type(audio).__name__}")
-        reason = fingerprint_mismatch(meta["fingerprint"], audio)
-        if reason:
-            raise CheckpointError(f"{path} was fitted for a different audio encoder: {reason}")
-        config = meta["config"]
-        init = {**config.get("init", {}), **kwargs}
-        if config.get("prompts") and not isinstance(audio_model, ZeroShotClassifier) and "prompts" not in kwargs:
-            init["prompts"] = config["prompts"]  # an explicit ZeroShotClassifier brings its own prompts
-        obj = cls(audio_model, text_encoder, layers if layers is not None else meta["layers"], **init)
-        text = config.get("text", {})
-        probe = obj.embed_text(list(text.get("probe_texts", PROBE_TEXTS)))
-        if probe.shape[1] != int(text.get("dim", probe.shape[1])):
-            raise CheckpointError(
-                f"{path} was fitted with {text['dim']}-d text embeddings; this text encoder gives {probe.shape[1]}-d"
-            )
-        if check_text_encoder and "probe" in text:
-            now = _text_probe(probe)
-            if abs(now - float(text["probe"])) > 1e-3 * max(1.0, abs(now)):
-                raise CheckpointError(
-                    f"{path} was fitted with a different text encoder (probe embeddings differ); "
-                    "pass the text encoder it was trained with, or check_text_encoder=False"
-                )
-        obj._build(config)
-        try:
-            obj._load_state(state)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: stored weights do not fit the stored configuration: {exc}") from None
-        obj.decoder.eval()
-        obj.history = meta.get("history", {})
-        return obj
+        return super().load(path, audio_model, layers=layers, text_encoder=text_encoder,
+                            check_text_encoder=check_text_encoder, **kwargs)
 
 
-__all__ = ["LMACZS", "TextConditionedMaskDecoder", "PROBE_TEXTS"]
+__all__ = ["LMACZS", "PROBE_TEXTS"]

@@ -1,8 +1,8 @@
-"""``python -m captum_lmac.benchmark <suite> [options]``: run a benchmark suite (see ``runner.main``)."""
+"""``python -m captum_lmac.benchmark <suite> [options]``: run a benchmark suite (see :func:`.cli.main`)."""
 
 import sys
 
-from .runner import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

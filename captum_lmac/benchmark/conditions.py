@@ -22,7 +22,7 @@ Ground truth (where the source the label depends on is known; see :func:`ground_
 - contaminated clips of any data set: the clean clip against the added interferer.
 
 The helpers work on in-memory :class:`~captum_lmac.data.SpectrogramSet` splits (what
-:func:`~captum_lmac.benchmark.suites.load_suite_data` returns), reusing
+:func:`~captum_lmac.benchmark.data.load_data` returns), reusing
 :class:`~captum_lmac.data.ContaminatedDataset` for the mixing through the small adapter
 :class:`SetDataset`.
 """
@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 
 from ..audio import STFT
 from ..data.contamination import PAPER_SNR_DB, REFERENCE_CODE_SNR_DB, ContaminatedDataset
+from ..data.folders import default_data_root
 from ..data.tensors import SpectrogramSet, to_spectrograms
 from ..errors import DataNotFoundError, InputError
 
@@ -215,8 +216,6 @@ def condition_set(
     """
     if not condition.contaminated:
         return test
-    from ..data.folders import default_data_root
-
     root = Path(data_root) if data_root is not None else default_data_root()
     source: Any = None
     if condition.name == "speech":

@@ -1,219 +1,206 @@
-r"""Suite configurations of the comparative benchmark.
+r"""Typed, validated suite configurations of the comparative benchmark.
 
-A configuration is a JSON-able dict; every suite's entries are merged (recursively) over
-:data:`COMMON`. The built-in suites live in :data:`SUITE_CONFIGS` (so ``synthetic`` runs from an
-installed package with no files at all); ``benchmarks/<suite>.json`` in the repository holds the
-same configurations as editable files, and :func:`load_config` prefers such a file when it exists.
+A suite configuration is a :class:`SuiteConfig` (dataclasses, defaults in one place: here and in
+the method sections of :mod:`captum_lmac.benchmark.methods`). It is read from a JSON-able dict —
+a built-in suite (:data:`~captum_lmac.benchmark.suites.SUITE_CONFIGS`, merged over the defaults),
+a ``benchmarks/<suite>.json`` file, ``--set key=value`` overrides — and every key and value is
+checked: an unknown key, a value of the wrong type or an unknown method / condition / domain name
+is an :class:`~captum_lmac.errors.InputError` naming the key and the allowed values.
 
-Keys:
+Top-level keys:
 
-- ``suite``, ``description``.
-- ``data``: ``{"loader": "suite"}`` (the splits of :func:`captum_lmac.benchmark.suites.load_suite_data`)
-  or a folder reader ``{"reader": "ESC50" | "UrbanSound8K" | "FSDD", "root": <folder under the data root>,
-  "kwargs": {...}, "splits": {"train": {...}, "val": {...}, "test": {...}}}`` (per-split keyword
-  arguments, e.g. ``{"folds": [5]}``), or ``{"reader": "SyntheticEvents", "kwargs": {"n_classes": 3},
-  "splits": {"train": {"n_items": 200, "seed": 0}, ...}}`` (generated, no folder).
-- ``classifier``: ``{"source": "suite"}`` (:func:`~captum_lmac.benchmark.suites.get_classifier`) or
-  ``{"recipe": {...}}`` (train a CompactCNN with ``build_classifier`` / ``train_classifier`` and cache
-  it at ``<cache>/classifiers/<suite>.pt``).
+- ``suite``, ``description``, ``notes``;
+- ``data`` (:class:`DataConfig`): a reader (``SyntheticEvents``, ``ESC50``, ``UrbanSound8K``,
+  ``FSDD``), its folder under the data root, shared keyword arguments and per-split ones;
+- ``classifier`` (:class:`ClassifierConfig`): ``recipe`` (train a CompactCNN with
+  ``build_classifier`` / ``train_classifier``, cached at ``<cache>/classifiers/<suite>.pt``),
+  ``clap`` (the small CLAP trained here, zero-shot over class prompts) or ``file`` (a saved classifier);
 - ``n_test`` (clips per condition, stratified over classes; null = all), ``n_train`` / ``n_val``
-  (training / validation clips for the learned interpreters; null = all), ``seed``, ``batch_size``.
+  (clips for fitting the learned methods; null = all), ``seed``, ``batch_size``;
 - ``conditions`` (``in-domain``, ``clip``, ``white``, ``speech``, ``ambient``), ``snr_preset``
-  (``paper``: 3 dB; ``released``: 12 dB clip/speech, 6 dB white) and ``snr_db`` (a number or a
-  per-kind mapping overriding the preset), ``speech_dir``, ``ambient_dir`` (relative to the data root).
+  (``paper``: 3 dB; ``released``: 12 dB clip / speech, 6 dB white) and ``snr_db`` (a number or a
+  per-kind mapping overriding the preset), ``speech_dir``, ``ambient_dir`` (under the data root);
 - ``domains``: ``stft`` (mask on the linear STFT magnitude, listenable: the "STFT→Mel" rows) and
-  ``mel`` (mask on the classifier's own features: the "Mel" rows).
-- ``methods`` (order of the table rows), ``feature_domain_methods`` (the subset run in the ``mel``
-  domain; null = all), ``method_options`` (keyword arguments of each baseline, e.g. IG steps),
-  ``cam_layer`` (dotted module name; null = the last block).
-- ``lmac`` / ``lmac_ft`` / ``l2i``: ``init`` and ``fit`` arguments of the learned methods
-  (``fit_mel`` updates ``fit`` for the feature-domain fit, e.g. fewer epochs);
-  ``lmac_ft.pairs`` (``auto`` | ``synthetic`` | ``wham``), ``lmac_ft.noise_dir``, ``lmac_ft.snr_db``;
-  ``l2i.thresholds`` (one table row per relevance threshold RT).
-- ``sanity``: ``{"enabled", "n_clips", "methods"}`` (cascading model randomisation).
-- ``report``: ``{"n_examples", "mel_examples"}`` (clips per condition in the HTML report).
-- ``quantus``: ``"fast"`` (vectorised Quantus formulas, checked against Quantus on one sample per
-  batch) or ``"quantus"`` (call Quantus on every batch; slow).
+  ``mel`` (mask on the classifier's own features: the "Mel" rows);
+- ``methods`` (table order; registered names, see :func:`~captum_lmac.benchmark.registry.method_names`),
+  ``feature_domain_methods`` (subset run in the ``mel`` domain; null = all), ``method_options``
+  (keyword arguments of each baseline), ``cam_layer`` (dotted module name; null = the last block);
+- one section per method that has settings (``lmac``, ``lmac_ft``, ``l2i``, ``lmac_zs``; see
+  :mod:`captum_lmac.benchmark.methods`);
+- ``sanity`` (:class:`SanityConfig`), ``analyses`` (further suite-level checks), ``report``
+  (:class:`ReportConfig`), ``quantus`` (``fast`` | ``quantus``).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
+from ..data.contamination import KINDS
+from ..data.folders import ESC50, FSDD, UrbanSound8K
+from ..data.synthetic import SyntheticEvents
 from ..errors import DataNotFoundError, InputError
+from . import methods as _builtin_methods  # noqa: F401  (registers the built-in methods and their sections)
+from .registry import ANALYSES, get_method, section_types
+from .schema import parse, suggest, to_dict
+from .suites import STFT_DEFAULTS, SUITE_CONFIGS
 
-BASELINE_METHODS = [
-    "saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
-    "gradient_shap", "kernel_shap",
-]
-LEARNED_METHODS = ["lmac", "lmac_ft", "l2i"]
+CONDITION_NAMES = ("in-domain",) + tuple(KINDS)
+DOMAIN_NAMES = ("stft", "mel")
+SNR_PRESET_NAMES = ("paper", "released")
+CLASSIFIER_SOURCES = ("recipe", "clap", "file")
+READERS = {"SyntheticEvents": SyntheticEvents, "ESC50": ESC50, "UrbanSound8K": UrbanSound8K, "FSDD": FSDD}
+"""The data readers a configuration can name (``data.reader``)."""
 
-#: Defaults shared by every suite.
-COMMON: Dict[str, Any] = {
-    "description": "",
-    "notes": "",
-    "data": {"loader": "suite"},
-    "classifier": {"source": "suite"},
-    "n_test": None,
-    "n_train": None,
-    "n_val": None,
-    "seed": 0,
-    "batch_size": 16,
-    "conditions": ["in-domain", "clip", "white", "speech"],
-    "snr_preset": "paper",
-    "snr_db": None,
-    "speech_dir": "ljspeech32",
-    "ambient_dir": "ambient",
-    "domains": ["stft", "mel"],
-    "methods": BASELINE_METHODS + LEARNED_METHODS,
-    "feature_domain_methods": None,
-    "method_options": {
+
+@dataclass
+class DataConfig:
+    """Where a suite's clips come from: ``reader(<data root>/<root>, **kwargs, **splits[split])``."""
+
+    reader: str = "SyntheticEvents"
+    root: Optional[str] = None
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    splits: Dict[str, Dict[str, Any]] = field(default_factory=lambda: {
+        "train": {"n_items": 800, "seed": 0}, "val": {"n_items": 200, "seed": 1}, "test": {"n_items": 400, "seed": 2}})
+
+    def validate(self, where: str) -> None:
+        if self.reader not in READERS:
+            raise InputError(f"{where}.reader must be one of {', '.join(READERS)}, got {self.reader!r}"
+                             f"{suggest(self.reader, READERS)}")
+        if self.reader != "SyntheticEvents" and not self.root:
+            raise InputError(f"{where}.root: the {self.reader} reader needs the folder of the data set under the data root")
+        for split in self.splits:
+            if split not in ("train", "val", "test"):
+                raise InputError(f"{where}.splits.{split}: splits are 'train', 'val' and 'test'")
+
+
+@dataclass
+class ClassifierConfig:
+    """The classifier a suite explains (see the module documentation for ``source``)."""
+
+    source: str = "recipe"
+    recipe: Dict[str, Any] = field(default_factory=lambda: {
+        "channels": [8, 16, 32, 64], "n_mels": 80, "epochs": 25, "batch_size": 16, "lr": 2e-3,
+        "weight_decay": 1e-4, "patience": 20, "mixup": 0.4, "augment": True})
+    stft: Dict[str, Any] = field(default_factory=lambda: dict(STFT_DEFAULTS))
+    path: Optional[str] = None
+    prompt_template: str = "this is the sound of {}"
+    clap: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        if self.source not in CLASSIFIER_SOURCES:
+            raise InputError(f"{where}.source must be one of {', '.join(CLASSIFIER_SOURCES)}, got {self.source!r}")
+        if self.source == "file" and not self.path:
+            raise InputError(f"{where}.path: source 'file' needs the path of a saved classifier")
+        if "{}" not in self.prompt_template:
+            raise InputError(f"{where}.prompt_template must contain '{{}}' where the class name goes")
+
+
+@dataclass
+class SanityConfig:
+    """The cascading-randomisation check: on ``n_clips`` test clips, for ``methods``."""
+
+    enabled: bool = True
+    n_clips: int = 16
+    methods: List[str] = field(default_factory=lambda: ["lmac", "gradcam"])
+
+
+@dataclass
+class ReportConfig:
+    """Clips per condition shown in the HTML report, and whether the Mel-domain masks are drawn."""
+
+    n_examples: int = 3
+    mel_examples: bool = True
+
+
+@dataclass
+class SuiteConfig:
+    """A whole suite (see the module documentation). ``sections`` holds the method sections."""
+
+    suite: str = "custom"
+    description: str = ""
+    notes: str = ""
+    config_file: Optional[str] = None
+    data: DataConfig = field(default_factory=DataConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    n_test: Optional[int] = None
+    n_train: Optional[int] = None
+    n_val: Optional[int] = None
+    seed: int = 0
+    batch_size: int = 16
+    conditions: List[str] = field(default_factory=lambda: ["in-domain", "clip", "white", "speech"])
+    snr_preset: str = "paper"
+    snr_db: Union[None, float, Dict[str, float]] = None
+    speech_dir: str = "ljspeech32"
+    ambient_dir: str = "ambient"
+    domains: List[str] = field(default_factory=lambda: ["stft", "mel"])
+    methods: List[str] = field(default_factory=lambda: [
+        "saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
+        "gradient_shap", "kernel_shap", "lmac", "lmac_ft", "l2i"])
+    feature_domain_methods: Optional[List[str]] = None
+    method_options: Dict[str, Dict[str, Any]] = field(default_factory=lambda: {
         "smoothgrad": {"nt_samples": 10, "noise_level": 0.15},
         "ig": {"n_steps": 32},
         "gradient_shap": {"n_samples": 16},
         "kernel_shap": {"n_samples": 64, "grid": [8, 8]},
-    },
-    "cam_layer": None,
-    "lmac": {
-        "layers": None,
-        "init": {"hidden": 32, "use_input": True, "mask_domain": "linear"},
-        "fit": {"epochs": 15, "lr": 1e-3, "batch_size": 16},
-    },
-    "lmac_ft": {
-        "pairs": "auto",
-        "noise_dir": "ambient",
-        "snr_db": 0.0,
-        "fit": {"epochs": 5, "lr": 1e-3, "batch_size": 16, "lambda_g": 4.0, "cct": 0.7, "guidance": "l1"},
-    },
-    "l2i": {
-        "layers": None,
-        "init": {"n_components": 100, "hidden": 64},
-        "fit": {"epochs": 15, "lr": 1e-3, "batch_size": 16},
-        "thresholds": [0.2, 0.4, 0.6, 0.8],
-    },
-    "sanity": {"enabled": True, "n_clips": 16, "methods": ["lmac", "gradcam"]},
-    "report": {"n_examples": 3, "mel_examples": True},
-    "quantus": "fast",
-}
+    })
+    cam_layer: Optional[str] = None
+    sanity: SanityConfig = field(default_factory=SanityConfig)
+    analyses: List[str] = field(default_factory=list)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    quantus: str = "fast"
+    sections: Dict[str, Any] = field(default_factory=dict)
 
-#: The built-in suites (merged over :data:`COMMON`).
-SUITE_CONFIGS: Dict[str, Dict[str, Any]] = {
-    "synthetic": {
-        "description": (
-            "SyntheticEvents (10 procedurally generated event classes over pink noise, clean event known): "
-            "the embedded default, sized to finish in a few minutes on 2 CPU cores. Ground truth: SI-SDR "
-            "of the listenable explanation vs the clean event, precision/recall vs the oracle mask."
-        ),
-        "notes": (
-            "Budget choices: 50 test clips (5 per class); L-MAC fitted on 240 training clips for 5 epochs "
-            "(4 in the Mel domain), fine-tuned 2 epochs on the same clips with their known clean event; "
-            "IG 8 steps, SmoothGrad 4 samples, GradientSHAP 4 samples, KernelSHAP 16 coalitions of 8x8 "
-            "patches; Mel domain: saliency, GradCAM, GradCAM++, L-MAC."
-        ),
-        "n_test": 50,
-        "n_train": 240,
-        "n_val": 80,
-        "method_options": {
-            "smoothgrad": {"nt_samples": 4, "noise_level": 0.15},
-            "ig": {"n_steps": 8},
-            "gradient_shap": {"n_samples": 4},
-            "kernel_shap": {"n_samples": 16, "grid": [8, 8], "perturbations_per_eval": 16},
-        },
-        "feature_domain_methods": ["saliency", "gradcam", "gradcam++", "lmac"],
-        "lmac": {"fit": {"epochs": 5, "lr": 1e-3, "batch_size": 16}, "fit_mel": {"epochs": 4}},
-        "lmac_ft": {"pairs": "synthetic", "fit": {"epochs": 2}},
-        "l2i": {"init": {"n_components": 50}, "fit": {"epochs": 6, "nmf_iter": 60}},
-        "sanity": {"n_clips": 12},
-    },
-    "esc10": {
-        "description": (
-            "ESC-10 (<data root>/esc10): train folds 1-3 (240 clips), validation fold 4, test fold 5 (80 clips); "
-            "L-MAC fine-tuned on WHAM!-style mixtures (training clips + <data root>/ambient at 0 dB)."
-        ),
-        "notes": (
-            "Budget choices (target <= 30 min on 2 shared CPU cores, 5 s clips): all 80 test clips; IG 8 steps, "
-            "SmoothGrad 4 samples, GradientSHAP 4 samples, KernelSHAP 16 coalitions of 8x8 patches; L-MAC 15 "
-            "epochs (lr 1e-3, batch 16) in the STFT domain, 6 in the Mel domain, fine-tuning 2 epochs "
-            "(lambda_g 4, CCT 0.7); L2I 100 components, NMF on 20k frames; Mel domain: saliency, GradCAM, L-MAC "
-            "only; sanity check on 8 clips."
-        ),
-        "n_test": 80,
-        "method_options": {
-            "smoothgrad": {"nt_samples": 4, "noise_level": 0.15},
-            "ig": {"n_steps": 8},
-            "gradient_shap": {"n_samples": 4},
-            "kernel_shap": {"n_samples": 16, "grid": [8, 8], "perturbations_per_eval": 16},
-        },
-        "feature_domain_methods": ["saliency", "gradcam", "lmac"],
-        "lmac": {"fit": {"epochs": 15, "lr": 1e-3, "batch_size": 16}, "fit_mel": {"epochs": 6}},
-        "lmac_ft": {"pairs": "wham", "fit": {"epochs": 2}},
-        "l2i": {"fit": {"epochs": 10, "nmf_iter": 100, "nmf_max_frames": 20000}},
-        "sanity": {"n_clips": 8},
-    },
-    "fsdd": {
-        "description": (
-            "Free Spoken Digit Dataset (<data root>/fsdd): takes 10-49 train, 5-9 validation, 0-4 test "
-            "(300 clips; n_test 100 by default); L-MAC fine-tuning on WHAM!-style ambient mixtures."
-        ),
-        "n_test": 100,
-        "n_train": 1000,
-        "method_options": {
-            "smoothgrad": {"nt_samples": 4, "noise_level": 0.15},
-            "ig": {"n_steps": 8},
-            "gradient_shap": {"n_samples": 4},
-            "kernel_shap": {"n_samples": 24, "grid": [8, 8], "perturbations_per_eval": 24},
-        },
-        "feature_domain_methods": ["saliency", "ig", "gradcam", "lmac"],
-        "lmac": {"fit": {"epochs": 10}},
-        "lmac_ft": {"pairs": "wham", "fit": {"epochs": 3}},
-        "l2i": {"fit": {"epochs": 10, "nmf_iter": 100}},
-    },
-    "esc50": {
-        "description": (
-            "ESC-50 (needs the full data set in its official layout at <data root>/ESC-50: audio/, meta/esc50.csv): "
-            "train folds 1-3, validation fold 4, test fold 5 (400 clips), the L-MAC paper's setting on a "
-            "compact CNN. Not run on the development machines."
-        ),
-        "data": {
-            "reader": "ESC50",
-            "root": "ESC-50",
-            "kwargs": {"duration": 5.0},
-            "splits": {"train": {"folds": [1, 2, 3]}, "val": {"folds": [4]}, "test": {"folds": [5]}},
-        },
-        "classifier": {"recipe": {"channels": [32, 64, 128, 256], "n_mels": 80, "epochs": 80, "batch_size": 32,
-                                  "lr": 1e-3, "weight_decay": 1e-4, "patience": 20, "mixup": 0.4, "augment": True}},
-        "lmac": {"fit": {"epochs": 20}},
-        "lmac_ft": {"pairs": "wham", "fit": {"epochs": 5}},
-    },
-    "us8k": {
-        "description": (
-            "UrbanSound8K (needs the full data set at <data root>/UrbanSound8K: audio/fold1..10, "
-            "metadata/UrbanSound8K.csv): train folds 1-8, validation fold 9, test fold 10 (837 clips; "
-            "n_test 400 by default). Not run on the development machines."
-        ),
-        "data": {
-            "reader": "UrbanSound8K",
-            "root": "UrbanSound8K",
-            "kwargs": {"duration": 4.0},
-            "splits": {"train": {"folds": [1, 2, 3, 4, 5, 6, 7, 8]}, "val": {"folds": [9]}, "test": {"folds": [10]}},
-        },
-        "classifier": {"recipe": {"channels": [32, 64, 128, 256], "n_mels": 80, "epochs": 60, "batch_size": 32,
-                                  "lr": 1e-3, "weight_decay": 1e-4, "patience": 15, "mixup": 0.4, "augment": True}},
-        "n_test": 400,
-        "n_train": 3000,
-        "lmac": {"fit": {"epochs": 15}},
-        "lmac_ft": {"pairs": "wham", "fit": {"epochs": 5}},
-    },
-}
+    def section(self, name: str) -> Any:
+        """The configuration section of method ``name`` (None if it has none)."""
+        return self.sections.get(name)
 
-#: Suite names with a built-in configuration.
-BUILTIN_SUITES = tuple(SUITE_CONFIGS)
+    def validate(self, where: str) -> None:
+        for i, name in enumerate(self.methods):
+            get_method(name)  # raises, listing the registered names
+        for name in self.feature_domain_methods or []:
+            if name not in self.methods:
+                raise InputError(f"{where}.feature_domain_methods: {name!r} is not in {where}.methods {self.methods}")
+        for name in self.method_options:
+            get_method(name)
+        for name in self.sanity.methods:
+            get_method(name)
+        for c in self.conditions:
+            if c not in CONDITION_NAMES:
+                raise InputError(f"{where}.conditions: unknown condition {c!r}{suggest(c, CONDITION_NAMES)}; "
+                                 f"choose from {', '.join(CONDITION_NAMES)}")
+        for d in self.domains:
+            if d not in DOMAIN_NAMES:
+                raise InputError(f"{where}.domains: unknown domain {d!r}; choose from {', '.join(DOMAIN_NAMES)}")
+        for a in self.analyses:
+            if a not in ANALYSES:
+                raise InputError(f"{where}.analyses: unknown analysis {a!r}{suggest(a, list(ANALYSES))}; "
+                                 f"registered: {', '.join(ANALYSES)}")
+        if self.snr_preset not in SNR_PRESET_NAMES:
+            raise InputError(f"{where}.snr_preset must be one of {', '.join(SNR_PRESET_NAMES)}, got {self.snr_preset!r}")
+        if isinstance(self.snr_db, dict):
+            for k in self.snr_db:
+                if k not in KINDS:
+                    raise InputError(f"{where}.snr_db: unknown contamination kind {k!r}; choose from {', '.join(KINDS)}")
+        if self.quantus not in ("fast", "quantus"):
+            raise InputError(f"{where}.quantus must be 'fast' or 'quantus', got {self.quantus!r}")
+        for key in ("n_test", "n_train", "n_val"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise InputError(f"{where}.{key} must be a positive number of clips or null, got {v}")
+        if self.batch_size < 1:
+            raise InputError(f"{where}.batch_size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The configuration as plain JSON-able data (what ``results.json`` and ``benchmarks/*.json`` hold)."""
+        return to_dict(self)
+
 
 _REPLACE_KEYS = {"methods", "conditions", "domains", "feature_domain_methods", "thresholds", "splits", "layers",
-                 "grid", "channels"}
+                 "grid", "channels", "analyses", "takes", "folds"}
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Dict[str, Any]:
@@ -227,13 +214,24 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Dict[str, Any
     return out
 
 
-def builtin_config(name: str) -> Dict[str, Any]:
-    """The built-in configuration of suite ``name``, merged over :data:`COMMON`."""
+def defaults() -> Dict[str, Any]:
+    """The default configuration (every section of every registered method included) as a dict."""
+    return to_dict(SuiteConfig(sections={name: cls() for name, cls in section_types().items()}))
+
+
+def from_dict(data: Mapping[str, Any], where: str = "config") -> SuiteConfig:
+    """Validate ``data`` (merged over :func:`defaults`) into a :class:`SuiteConfig`."""
+    if isinstance(data, SuiteConfig):
+        return data
+    return parse(SuiteConfig, merge(defaults(), data), where, extra=section_types())
+
+
+def builtin_config(name: str) -> SuiteConfig:
+    """The built-in configuration of suite ``name``."""
     if name not in SUITE_CONFIGS:
-        raise InputError(f"unknown suite {name!r}; built-in suites: {list(SUITE_CONFIGS)} (or pass a JSON config file)")
-    cfg = merge(COMMON, SUITE_CONFIGS[name])
-    cfg["suite"] = name
-    return cfg
+        raise InputError(f"unknown suite {name!r}{suggest(name, list(SUITE_CONFIGS))}; built-in suites: "
+                         f"{', '.join(SUITE_CONFIGS)} (or pass a JSON config file)")
+    return from_dict({**SUITE_CONFIGS[name], "suite": name}, where=name)
 
 
 def repo_benchmarks_dir() -> Path:
@@ -241,43 +239,54 @@ def repo_benchmarks_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "benchmarks"
 
 
-def load_config(suite: Union[str, Path], search_dirs: Optional[list] = None) -> Dict[str, Any]:
-    """The configuration of ``suite``: a JSON file path, or a suite name.
+def load_config(suite: Union[str, Path, Mapping[str, Any]], overrides: Optional[Mapping[str, Any]] = None,
+                search_dirs: Optional[list] = None) -> SuiteConfig:
+    """The validated configuration of ``suite``, with ``overrides`` merged over it.
 
-    For a name, the first ``<dir>/<name>.json`` found in ``search_dirs`` (default: ``./benchmarks``
-    and the repository's ``benchmarks/``) is merged over the built-in configuration of that name (or
-    over :data:`COMMON` for a suite without one); without such a file the built-in configuration is used.
+    ``suite`` is a dict, a JSON file path or a suite name. For a name, the first
+    ``<dir>/<name>.json`` found in ``search_dirs`` (default: ``./benchmarks`` and the repository's
+    ``benchmarks/``) is merged over the built-in configuration of that name (or over the defaults
+    for a suite without one); without such a file the built-in configuration is used.
 
     Raises:
-        InputError: for an unknown name without a file, or a file that is not valid JSON.
+        DataNotFoundError: for a config file that does not exist.
+        InputError: for an unknown name without a file, a file that is not a JSON object, or any
+            invalid key or value.
     """
-    path = Path(suite)
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
-            raise DataNotFoundError(f"benchmark config not found: {path}")
-        return _from_file(path, default_name=path.stem)
-    name = str(suite)
-    dirs = search_dirs if search_dirs is not None else [Path.cwd() / "benchmarks", repo_benchmarks_dir()]
-    for d in dirs:
-        f = Path(d) / f"{name}.json"
-        if f.is_file():
-            return _from_file(f, default_name=name)
-    return builtin_config(name)
+    if isinstance(suite, Mapping):
+        raw, name, where = dict(suite), str(suite.get("suite", "custom")), "config"
+    else:
+        path = Path(suite)
+        if path.suffix == ".json" or path.is_file():
+            if not path.is_file():
+                raise DataNotFoundError(f"benchmark config not found: {path}")
+            raw, name, where = _read_json(path), None, str(path)
+            name = str(raw.get("suite", path.stem))
+            raw["config_file"] = str(path)
+        else:
+            name = str(suite)
+            dirs = search_dirs if search_dirs is not None else [Path.cwd() / "benchmarks", repo_benchmarks_dir()]
+            found = next((Path(d) / f"{name}.json" for d in dirs if (Path(d) / f"{name}.json").is_file()), None)
+            if found is None:
+                builtin_config(name)  # raises for an unknown name
+                raw, where = {}, name
+            else:
+                raw, where = _read_json(found), str(found)
+                raw["config_file"] = str(found)
+    base = SUITE_CONFIGS.get(name, {})
+    data = merge(merge(base, raw), overrides or {})
+    data["suite"] = name
+    return from_dict(data, where=where)
 
 
-def _from_file(path: Path, default_name: str) -> Dict[str, Any]:
+def _read_json(path: Path) -> Dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path} must hold a JSON object")
-    name = raw.get("suite", default_name)
-    base = builtin_config(name) if name in SUITE_CONFIGS else merge(COMMON, {})
-    cfg = merge(base, raw)
-    cfg["suite"] = name
-    cfg["config_file"] = str(path)
-    return cfg
+    return raw
 
 
 def write_builtin_configs(directory: Union[str, Path]) -> list:
@@ -287,12 +296,15 @@ def write_builtin_configs(directory: Union[str, Path]) -> list:
     out = []
     for name in SUITE_CONFIGS:
         f = d / f"{name}.json"
-        f.write_text(json.dumps(builtin_config(name), indent=2) + "\n")
+        data = builtin_config(name).to_dict()
+        data.pop("config_file", None)
+        f.write_text(json.dumps(data, indent=2) + "\n")
         out.append(f)
     return out
 
 
 __all__ = [
-    "BASELINE_METHODS", "LEARNED_METHODS", "COMMON", "SUITE_CONFIGS", "BUILTIN_SUITES", "merge",
-    "builtin_config", "load_config", "write_builtin_configs", "repo_benchmarks_dir",
+    "DataConfig", "ClassifierConfig", "SanityConfig", "ReportConfig", "SuiteConfig", "merge", "defaults",
+    "from_dict", "builtin_config", "load_config", "write_builtin_configs", "repo_benchmarks_dir",
+    "CONDITION_NAMES", "DOMAIN_NAMES", "READERS",
 ]

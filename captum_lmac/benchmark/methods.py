@@ -1,79 +1,54 @@
-r"""Building the benchmark's methods: Captum baselines, fitted interpreters (cached), table rows.
+r"""The built-in benchmark methods, registered in :mod:`captum_lmac.benchmark.registry`.
 
-Every method becomes one or more :class:`MethodRow` objects with ``attribute(X) -> mask`` in the
-input domain of the model it was built on (the linear STFT magnitude for the ``"stft"`` domain, the
-classifier's features for ``"mel"``):
+- Every Captum baseline of :data:`captum_lmac.attr.BASELINES` (``saliency``, ``smoothgrad``,
+  ``ig``, ``gradcam``, ``gradcam++``, ``guided_backprop``, ``guided_gradcam``, ``gradient_shap``,
+  ``kernel_shap``, anything added with :func:`~captum_lmac.attr.register_baseline`) and any
+  ``captum.attr`` class name, built with :func:`~captum_lmac.attr.make_baseline` (keyword arguments
+  from ``method_options``; CAM layer = ``cam_layer`` or the classifier's last block), masks by the
+  library's one rule.
+- ``lmac``: :class:`~captum_lmac.LMAC` fitted on the training clips (the validation split picks
+  the epoch); ``lmac_ft``: that decoder fine-tuned on (X_mix, X_clean) pairs with guidance.
+- ``l2i``: :class:`~captum_lmac.L2I`, one row per relevance threshold RT.
+- ``lmac_zs``: :class:`~captum_lmac.LMACZS` on a zero-shot classifier, fitted on captioned clips.
 
-- Captum baselines (``saliency``, ``smoothgrad``, ``ig``, ``gradcam``, ``gradcam++``,
-  ``guided_backprop``, ``guided_gradcam``, ``gradient_shap``, ``kernel_shap``, any ``captum.attr``
-  class name, anything added with :func:`captum_lmac.attr.register_baseline`) via
-  :func:`~captum_lmac.attr.make_baseline`; CAM layer = the classifier's last block unless configured.
-- ``lmac``: :class:`~captum_lmac.LMAC` fitted on the training clips (validation split picks the
-  epoch), ``lmac_ft``: that decoder fine-tuned on (X_mix, X_clean) pairs with guidance.
-- ``l2i`` (if :mod:`captum_lmac.attr.l2i` is importable): one row per relevance threshold RT.
-
-Fitted interpreters are cached as ``<cache>/interpreters/<suite>_<method>[_<domain>].pt`` with their
-own ``save``/``load``. A cached file is reused only if it was fitted for this classifier (``load``
-raises :class:`~captum_lmac.errors.CheckpointError` otherwise) *and* with the same settings (the
-settings are stored in the checkpoint's history under ``"benchmark"``); otherwise it is refitted.
+Each learned method's settings are its configuration section below (dataclass defaults are the
+defaults of every suite).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional
 
+import captum.attr
 import torch
+from captum.attr import Attribution
 from torch import Tensor, nn
 
+from .._utils import to_jsonable
 from ..attr.baselines import BASELINES, make_baseline
+from ..attr.l2i import L2I
 from ..attr.lmac import LMAC
-from ..errors import CheckpointError, InputError
-
-try:  # L2I is optional (written separately); the harness runs without it.
-    from ..attr.l2i import L2I  # type: ignore
-except Exception:  # pragma: no cover - depends on the checkout
-    L2I = None  # type: ignore
-
-LEARNED = ("lmac", "lmac_ft", "l2i")
-
-_INFO_KEYS = ("cache_file", "pairs_description")  # stored with a fit, not part of its cache key
-
-Explainer = Callable[[nn.Module, Tensor, Tensor], Tensor]
-
-
-@dataclass
-class MethodRow:
-    """One row of the result tables.
-
-    Attributes:
-        name: Row name (e.g. ``"gradcam"``, ``"lmac"``, ``"l2i (RT=0.2)"``).
-        base: The method it comes from (``"l2i"`` for every L2I row).
-        domain: ``"stft"`` or ``"mel"``.
-        attribute: ``X -> mask`` (N, 1, F, T) in [0, 1] explaining the model's decision on X.
-        kind: ``"baseline"`` or ``"learned"``.
-        mask_rule: How the raw attribution becomes a mask.
-        info: Fit information (seconds, best epoch, validation scores, cache file) for reports.
-        explainer: ``explain(model, X, target) -> mask`` recomputing this method on another model of
-            the same architecture (used by the cascading-randomisation sanity check); None if not
-            applicable.
-    """
-
-    name: str
-    base: str
-    domain: str
-    attribute: Callable[[Tensor], Tensor]
-    kind: str = "baseline"
-    mask_rule: str = ""
-    info: Dict[str, Any] = field(default_factory=dict)
-    explainer: Optional[Explainer] = None
+from ..attr.lmac_zs import LMACZS
+from ..data.captions import build_training_set, esc10_captions
+from ..errors import InputError
+from .registry import (
+    INFO_KEYS,
+    MethodContext,
+    MethodSpec,
+    Row,
+    default_cache_key,
+    history_summary,
+    register_fallback,
+    register_method,
+)
+from .schema import Section, to_dict
 
 
-def l2i_available() -> bool:
-    """Whether :class:`captum_lmac.attr.l2i.L2I` could be imported."""
-    return L2I is not None
+# --- shared helpers ----------------------------------------------------------------------------------
 
 
 def default_layers(model: nn.Module, n: int = 4) -> List[str]:
@@ -85,7 +60,8 @@ def default_layers(model: nn.Module, n: int = 4) -> List[str]:
     return [names[id(b)] for b in list(blocks)[-n:]]
 
 
-def _cam_layer(model: nn.Module, name: Optional[str]) -> Optional[nn.Module]:
+def cam_layer(model: nn.Module, name: Optional[str]) -> Optional[nn.Module]:
+    """The module ``name`` of ``model`` (None: the baseline's default, the last block)."""
     if name is None:
         return None
     try:
@@ -94,76 +70,92 @@ def _cam_layer(model: nn.Module, name: Optional[str]) -> Optional[nn.Module]:
         raise InputError(f"cam_layer {name!r} is not a module of the classifier") from None
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) or isinstance(obj, (int, str, bool)) or obj is None:
-        return obj
-    if torch.is_tensor(obj) and obj.numel() == 1:
-        return float(obj)
-    return str(obj)
+def _check_kwargs(fn: Any, given: Dict[str, Any], where: str) -> None:
+    """An unknown keyword for ``fn`` is an error naming the allowed ones."""
+    params = inspect.signature(fn).parameters
+    allowed = [p for p in params if p not in ("self", "forward_func", "layers", "batches", "val", "seed", "progress",
+                                              "audio_model", "text_encoder", "pairs")]
+    for k in given:
+        if k not in params or k not in allowed:
+            raise InputError(f"unknown key {where}.{k}; allowed: {', '.join(allowed)}")
 
 
-class InterpreterCache:
-    """Where fitted interpreters are stored and whether a stored one may be reused."""
-
-    def __init__(self, directory: Optional[Path], suite: str, refit: bool = False, log: Callable[[str], None] = print):
-        self.directory = Path(directory) if directory is not None else None
-        self.suite = suite
-        self.refit = refit
-        self.log = log
-
-    def path(self, method: str, domain: str) -> Optional[Path]:
-        if self.directory is None:
-            return None
-        suffix = "" if domain == "stft" else f"_{domain}"
-        return self.directory / f"{self.suite}_{method}{suffix}.pt"
-
-    def load(self, cls: type, method: str, domain: str, model: nn.Module, key: Dict[str, Any]) -> Optional[Any]:
-        path = self.path(method, domain)
-        if path is None or self.refit or not path.is_file():
-            return None
-        try:
-            obj = cls.load(path, model)
-        except CheckpointError as exc:
-            self.log(f"[benchmark] cached {method} ({domain}) not reusable, refitting: {exc}")
-            return None
-        stored = {k: v for k, v in ((obj.history or {}).get("benchmark") or {}).items() if k not in _INFO_KEYS}
-        if stored != _jsonable({k: v for k, v in key.items() if k not in _INFO_KEYS}):
-            self.log(f"[benchmark] cached {path.name} was fitted with other settings; refitting")
-            return None
-        self.log(f"[benchmark] reusing {path}")
-        return obj
-
-    def save(self, obj: Any, method: str, domain: str, key: Dict[str, Any]) -> Optional[Path]:
-        path = self.path(method, domain)
-        obj.history = dict(obj.history or {})
-        obj.history["benchmark"] = _jsonable(key)
-        if path is None:
-            return None
-        return obj.save(path)
+def fit_settings(section: Any, domain: str) -> Dict[str, Any]:
+    """``section.fit``, updated with ``section.fit_mel`` in the feature domain."""
+    fit = dict(section.fit or {})
+    if domain != "stft":
+        fit.update(section.fit_mel or {})
+    return fit
 
 
-def _history_summary(hist: Dict[str, Any]) -> Dict[str, Any]:
-    """Compact fit information: best epoch, time, and the validation scores at the best epoch."""
-    out: Dict[str, Any] = {}
-    best = hist.get("best_epoch")
-    if best is not None:
-        out["best_epoch"] = int(best)
-    for k in ("seconds", "dictionary_seconds", "decoder_parameters"):
-        if k in hist:
-            out[k] = round(float(hist[k]), 2) if k != "decoder_parameters" else int(hist[k])
-    for k, v in hist.items():
-        if k.startswith("val_") and isinstance(v, list) and v:
-            i = best if isinstance(best, int) and 0 <= best < len(v) else len(v) - 1
-            out[k] = round(float(v[i]), 4)
-    if "epochs_run" not in out:
-        for k in ("loss",):
-            if isinstance(hist.get(k), list):
-                out["epochs_run"] = len(hist[k])
-    return out
+def _limit(X: Tensor, n: Optional[int]) -> Tensor:
+    return X if n is None or n >= X.shape[0] else X[:n]
+
+
+def _learned_info(obj: Any) -> Dict[str, Any]:
+    info = history_summary(obj.history or {})
+    info["cache"] = (obj.history or {}).get("benchmark", {}).get("cache_file")
+    return info
+
+
+# --- Captum baselines --------------------------------------------------------------------------------
+
+
+def _baseline_rows(ctx: MethodContext, _fitted: Any) -> List[Row]:
+    name = ctx.name
+    opts = dict(ctx.options)
+    opts.setdefault("batch_size", ctx.config.batch_size)
+    opts.setdefault("seed", ctx.seed)
+    if "grid" in opts:
+        opts["grid"] = tuple(opts["grid"])
+    layer_name = ctx.config.cam_layer
+    method = make_baseline(name, ctx.model, layer=cam_layer(ctx.model, layer_name), **opts)
+
+    def explainer(m: nn.Module, X: Tensor, target: Tensor) -> Tensor:
+        return make_baseline(name, m, layer=cam_layer(m, layer_name), **opts).attribute(X, target)
+
+    return [Row(name=name, base=name, domain=ctx.domain, attribute=lambda X: method.attribute(X), kind="baseline",
+                mask_rule=getattr(method, "mask_rule", ""), info={"options": to_jsonable(ctx.options)},
+                explainer=explainer)]
+
+
+def baseline_spec(name: str, description: str = "") -> MethodSpec:
+    """The spec of a mask baseline built by :func:`~captum_lmac.attr.make_baseline` under ``name``."""
+    return MethodSpec(name=name, rows=_baseline_rows, description=description, kind="baseline")
+
+
+def _resolve_baseline(name: str) -> Optional[MethodSpec]:
+    """Baselines registered after import and ``captum.attr`` class names."""
+    if name in BASELINES:
+        return baseline_spec(name, "a registered baseline")
+    cls = getattr(captum.attr, name, None) if isinstance(name, str) else None
+    if isinstance(cls, type) and issubclass(cls, Attribution):
+        return baseline_spec(name, f"captum.attr.{name} with the library's mask rule")
+    return None
+
+
+for _name, _factory in BASELINES.items():
+    register_method(baseline_spec(_name, (inspect.getdoc(_factory) or "").split("\n")[0]))
+register_fallback(_resolve_baseline)
+
+
+# --- L-MAC -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LMACSection(Section):
+    """``lmac``: hooked layers (null: the last 4 blocks), :class:`~captum_lmac.LMAC` constructor
+    (``init``) and :meth:`~captum_lmac.LMAC.fit` (``fit``; ``fit_mel`` overrides in the feature domain)."""
+
+    layers: Optional[List[str]] = None
+    init: Dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "use_input": True, "mask_domain": "linear"})
+    fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "lr": 1e-3, "batch_size": 16})
+    fit_mel: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        _check_kwargs(LMAC.__init__, self.init, f"{where}.init")
+        _check_kwargs(LMAC.fit, self.fit, f"{where}.fit")
+        _check_kwargs(LMAC.fit, self.fit_mel, f"{where}.fit_mel")
 
 
 def lmac_on(model: nn.Module, fitted: LMAC) -> LMAC:
@@ -174,178 +166,220 @@ def lmac_on(model: nn.Module, fitted: LMAC) -> LMAC:
     return other
 
 
-def _baseline_row(name: str, model: nn.Module, domain: str, options: Dict[str, Any], cam_layer: Optional[str],
-                  seed: int, batch_size: int) -> MethodRow:
-    opts = dict(options)
-    opts.setdefault("batch_size", batch_size)
-    opts.setdefault("seed", seed)
-    if "grid" in opts:
-        opts["grid"] = tuple(opts["grid"])
-    layer = _cam_layer(model, cam_layer)
-    method = make_baseline(name, model, layer=layer, **opts)
+def _lmac_layers(ctx: MethodContext) -> List[str]:
+    return list(ctx.section.layers or default_layers(ctx.model))
 
+
+def _lmac_key(ctx: MethodContext) -> Dict[str, Any]:
+    s = ctx.section
+    return {"method": "lmac", "domain": ctx.domain, "layers": _lmac_layers(ctx), "init": dict(s.init),
+            "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
+
+
+def _lmac_fit(ctx: MethodContext) -> LMAC:
+    fit = fit_settings(ctx.section, ctx.domain)
+    X = _limit(ctx.data.train_X(), ctx.config.n_train)
+    ctx.log(f"[benchmark] fitting LMAC ({ctx.domain}) on {X.shape[0]} clips: {fit}")
+    obj = LMAC(ctx.model, _lmac_layers(ctx), **ctx.section.init)
+    obj.fit(X, val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
+    return obj
+
+
+def _lmac_explainer(obj: LMAC):
     def explainer(m: nn.Module, X: Tensor, target: Tensor) -> Tensor:
-        return make_baseline(name, m, layer=_cam_layer(m, cam_layer), **opts).attribute(X, target)
-
-    return MethodRow(
-        name=name, base=name, domain=domain, attribute=lambda X: method.attribute(X), kind="baseline",
-        mask_rule=getattr(method, "mask_rule", ""), info={"options": _jsonable(options)}, explainer=explainer,
-    )
+        return lmac_on(m, obj).attribute(X)  # explains the (randomised) classifier's own decision
+    return explainer
 
 
-def build_methods(
-    names: Sequence[str],
-    model: nn.Module,
-    domain: str,
-    cfg: Dict[str, Any],
-    train_X: Optional[Callable[[], Tensor]] = None,
-    val_X: Optional[Callable[[], Tensor]] = None,
-    pairs: Optional[Callable[[], Tuple[Tensor, Tensor, str]]] = None,
-    cache: Optional[InterpreterCache] = None,
-    seed: int = 0,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> List[MethodRow]:
-    r"""Build (and fit or load) the methods ``names`` on ``model`` for one domain.
-
-    Args:
-        names: Method names (see the module doc).
-        model: Classifier in this domain's input (``model`` or ``model.in_feature_domain()``).
-        domain: ``"stft"`` or ``"mel"`` (cache file names, reports).
-        cfg: The suite configuration (``method_options``, ``cam_layer``, ``lmac``, ``lmac_ft``, ``l2i``,
-            ``batch_size``, ``n_train``).
-        train_X, val_X: Lazy providers of the training / validation inputs in this domain (only
-            called when something must be fitted).
-        pairs: Lazy provider of fine-tuning pairs ``(X_mix, X_clean, description)`` in this domain.
-        cache: Interpreter cache (None: always fit, never save).
-        seed: Seed of baselines and fits.
-
-    Returns:
-        list of :class:`MethodRow` in the order of ``names`` (L2I expands to one row per threshold).
-    """
-    cache = cache or InterpreterCache(None, cfg.get("suite", "suite"), log=log)
-    options = cfg.get("method_options", {}) or {}
-    batch_size = int(cfg.get("batch_size", 16))
-    rows: List[MethodRow] = []
-    fitted: Dict[str, Any] = {}
-    lm_cfg = cfg.get("lmac", {})
-    layers = lm_cfg.get("layers") or default_layers(model)
-    for name in names:
-        if name == "lmac" or name == "lmac_ft":
-            lmac = fitted.get("lmac") or _fit_lmac(model, domain, layers, cfg, train_X, val_X, cache, seed,
-                                                   progress, log)
-            fitted["lmac"] = lmac
-            if name == "lmac":
-                obj = lmac
-            else:
-                obj = _fit_lmac_ft(model, domain, lmac, cfg, pairs, val_X, cache, seed, progress, log)
-            rows.append(_learned_row(name, name, domain, obj, lambda X, o=obj: o.attribute(X), "lmac"))
-        elif name == "l2i":
-            if L2I is None:
-                log("[benchmark] l2i skipped: captum_lmac.attr.l2i.L2I is not available")
-                continue
-            l2i = _fit_l2i(model, domain, cfg, train_X, val_X, cache, seed, progress, log)
-            for rt in cfg.get("l2i", {}).get("thresholds", [0.2]):
-                rows.append(_learned_row(f"l2i (RT={rt:g})", "l2i", domain, l2i,
-                                         lambda X, o=l2i, r=float(rt): o.attribute(X, threshold=r), "l2i"))
-        else:
-            if name not in BASELINES and not _is_captum_name(name):
-                raise InputError(f"unknown method {name!r}: use {sorted(BASELINES)}, {list(LEARNED)}, "
-                                 "a captum.attr class name, or register_baseline() it")
-            rows.append(_baseline_row(name, model, domain, options.get(name, {}), cfg.get("cam_layer"), seed,
-                                      batch_size))
-    return rows
+def _lmac_rows(ctx: MethodContext, obj: LMAC) -> List[Row]:
+    return [Row(name=ctx.name, base=ctx.name, domain=ctx.domain, attribute=lambda X: obj.attribute(X), kind="learned",
+                mask_rule="decoder output (sigmoid) on the input grid, used as is", info=_learned_info(obj),
+                explainer=_lmac_explainer(obj), method=obj)]
 
 
-def _is_captum_name(name: str) -> bool:
-    import captum.attr
-
-    from captum.attr import Attribution
-
-    cls = getattr(captum.attr, name, None)
-    return isinstance(cls, type) and issubclass(cls, Attribution)
+register_method(MethodSpec(
+    name="lmac", description="L-MAC (Paissan et al., ICML 2024): a decoder on the classifier's layers outputs the mask",
+    kind="learned", section=LMACSection, fit=_lmac_fit, load=lambda path, ctx: LMAC.load(path, ctx.model),
+    cache_key=_lmac_key, rows=_lmac_rows))
 
 
-def _learned_row(name: str, base: str, domain: str, obj: Any, fn: Callable[[Tensor], Tensor], kind: str) -> MethodRow:
-    info = _history_summary(obj.history or {})
-    info["cache"] = (obj.history or {}).get("benchmark", {}).get("cache_file")
-    rule = {
-        "lmac": "decoder output (sigmoid) on the input grid, used as is",
-        "l2i": "share of the selected NMF components in W·H (soft mask), used as is",
-    }[kind]
-    explainer = None
-    if kind == "lmac":
-        def explainer(m: nn.Module, X: Tensor, target: Tensor, o=obj) -> Tensor:
-            return lmac_on(m, o).attribute(X)  # explains the (randomised) classifier's own decision
-    return MethodRow(name=name, base=base, domain=domain, attribute=fn, kind="learned", mask_rule=rule, info=info,
-                     explainer=explainer)
+# --- L-MAC fine-tuned ----------------------------------------------------------------------------------
 
 
-def _limit(X: Tensor, n: Optional[int]) -> Tensor:
-    return X if n is None or n >= X.shape[0] else X[:n]
+@dataclass
+class LMACFineTuneSection(Section):
+    """``lmac_ft``: fine-tuning pairs (``auto`` | ``synthetic`` | ``wham``), the WHAM!-style noise
+    folder and SNR, and :meth:`~captum_lmac.LMAC.finetune` settings."""
+
+    pairs: str = "auto"
+    noise_dir: Optional[str] = "ambient"
+    snr_db: float = 0.0
+    fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 5, "lr": 1e-3, "batch_size": 16, "lambda_g": 4.0,
+                                                         "cct": 0.7, "guidance": "l1"})
+    fit_mel: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        if self.pairs not in ("auto", "synthetic", "wham"):
+            raise InputError(f"{where}.pairs must be 'auto', 'synthetic' or 'wham', got {self.pairs!r}")
+        _check_kwargs(LMAC.fit, self.fit, f"{where}.fit")
+        _check_kwargs(LMAC.fit, self.fit_mel, f"{where}.fit_mel")
 
 
-def _fit_settings(section: Dict[str, Any], domain: str) -> Dict[str, Any]:
-    """``section["fit"]``, updated with ``section["fit_mel"]`` in the feature domain."""
-    fit = dict(section.get("fit", {}) or {})
-    if domain != "stft":
-        fit.update(section.get("fit_mel", {}) or {})
-    return fit
+def _lmac_ft_key(ctx: MethodContext) -> Dict[str, Any]:
+    s = ctx.section
+    base = ctx.obtain("lmac")
+    base_key = {k: v for k, v in ((base.history or {}).get("benchmark") or {}).items() if k not in INFO_KEYS}
+    return {"method": "lmac_ft", "domain": ctx.domain, "fit": fit_settings(s, ctx.domain), "pairs": s.pairs,
+            "noise_dir": s.noise_dir, "snr_db": s.snr_db, "n_train": ctx.config.n_train, "seed": ctx.seed,
+            "base": base_key}
 
 
-def _fit_cached(cls, name, model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log):
-    """Load ``cls`` (LMAC or L2I) from the interpreter cache, or fit it on the training clips and cache it."""
-    section = cfg.get(name, {})
-    init, fit = dict(section.get("init", {})), _fit_settings(section, domain)
-    key = {"method": name, "domain": domain, "layers": list(layers), "init": init, "fit": fit,
-           "n_train": cfg.get("n_train"), "seed": seed}
-    obj = cache.load(cls, name, domain, model, key)
-    if obj is not None:
-        return obj
-    if train_X is None:
-        raise InputError(f"{name} needs training data")
-    X = _limit(train_X(), cfg.get("n_train"))
-    log(f"[benchmark] fitting {cls.__name__} ({domain}) on {X.shape[0]} clips: {fit}")
-    obj = cls(model, layers, **init)
-    obj.fit(X, val=val_X() if val_X is not None else None, seed=seed, progress=progress, **fit)
-    path = cache.path(name, domain)
-    key["cache_file"] = str(path) if path else None
-    cache.save(obj, name, domain, key)
+def _lmac_ft_fit(ctx: MethodContext) -> LMAC:
+    fit = fit_settings(ctx.section, ctx.domain)
+    base = ctx.obtain("lmac")
+    X_mix, X_clean, what = ctx.data.pairs()
+    X_mix, X_clean = _limit(X_mix, ctx.config.n_train), _limit(X_clean, ctx.config.n_train)
+    ctx.log(f"[benchmark] fine-tuning L-MAC ({ctx.domain}) on {X_mix.shape[0]} pairs ({what}): {fit}")
+    obj = lmac_on(ctx.model, base)
+    obj.decoder = copy.deepcopy(base.decoder)
+    obj.finetune((X_mix, X_clean), val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
+    obj.history.setdefault("benchmark", {})["pairs_description"] = what
     return obj
 
 
-def _fit_lmac(model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log) -> LMAC:
-    return _fit_cached(LMAC, "lmac", model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log)
+register_method(MethodSpec(
+    name="lmac_ft", description="L-MAC fine-tuned for listening quality on (mixture, clean) pairs with guidance",
+    kind="learned", section=LMACFineTuneSection, fit=_lmac_ft_fit,
+    load=lambda path, ctx: LMAC.load(path, ctx.model), cache_key=_lmac_ft_key, rows=_lmac_rows))
 
 
-def _fit_lmac_ft(model, domain, lmac: LMAC, cfg, pairs, val_X, cache, seed, progress, log) -> LMAC:
-    ft = cfg.get("lmac_ft", {})
-    fit = _fit_settings(ft, domain)
-    base_key = (lmac.history or {}).get("benchmark", {})
-    key = {"method": "lmac_ft", "domain": domain, "fit": fit, "pairs": ft.get("pairs"),
-           "noise_dir": ft.get("noise_dir"), "snr_db": ft.get("snr_db"), "n_train": cfg.get("n_train"), "seed": seed,
-           "base": {k: v for k, v in base_key.items() if k not in _INFO_KEYS}}
-    obj = cache.load(LMAC, "lmac_ft", domain, model, key)
-    if obj is not None:
-        return obj
-    if pairs is None:
-        raise InputError("lmac_ft needs fine-tuning pairs (X_mix, X_clean)")
-    X_mix, X_clean, what = pairs()
-    X_mix, X_clean = _limit(X_mix, cfg.get("n_train")), _limit(X_clean, cfg.get("n_train"))
-    log(f"[benchmark] fine-tuning L-MAC ({domain}) on {X_mix.shape[0]} pairs ({what}): {fit}")
-    obj = lmac_on(model, lmac)
-    obj.decoder = copy.deepcopy(lmac.decoder)
-    obj.finetune((X_mix, X_clean), val=val_X() if val_X is not None else None, seed=seed, progress=progress, **fit)
-    path = cache.path("lmac_ft", domain)
-    key["cache_file"] = str(path) if path else None
-    key["pairs_description"] = what
-    cache.save(obj, "lmac_ft", domain, key)
+# --- L2I ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class L2ISection(Section):
+    """``l2i``: hooked layers (null: the last 2 blocks), :class:`~captum_lmac.L2I` constructor and
+    fit settings, and the relevance thresholds RT (one table row each)."""
+
+    layers: Optional[List[str]] = None
+    init: Dict[str, Any] = field(default_factory=lambda: {"n_components": 100, "hidden": 64})
+    fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "lr": 1e-3, "batch_size": 16})
+    fit_mel: Dict[str, Any] = field(default_factory=dict)
+    thresholds: List[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
+
+    def validate(self, where: str) -> None:
+        _check_kwargs(L2I.__init__, self.init, f"{where}.init")
+        _check_kwargs(L2I.fit, self.fit, f"{where}.fit")
+        _check_kwargs(L2I.fit, self.fit_mel, f"{where}.fit_mel")
+        if not self.thresholds:
+            raise InputError(f"{where}.thresholds must name at least one relevance threshold")
+
+
+def _l2i_layers(ctx: MethodContext) -> List[str]:
+    return list(ctx.section.layers or default_layers(ctx.model, 2))
+
+
+def _l2i_key(ctx: MethodContext) -> Dict[str, Any]:
+    s = ctx.section
+    return {"method": "l2i", "domain": ctx.domain, "layers": _l2i_layers(ctx), "init": dict(s.init),
+            "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
+
+
+def _l2i_fit(ctx: MethodContext) -> L2I:
+    fit = fit_settings(ctx.section, ctx.domain)
+    X = _limit(ctx.data.train_X(), ctx.config.n_train)
+    ctx.log(f"[benchmark] fitting L2I ({ctx.domain}) on {X.shape[0]} clips: {fit}")
+    obj = L2I(ctx.model, _l2i_layers(ctx), **ctx.section.init)
+    obj.fit(X, val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
     return obj
 
 
-def _fit_l2i(model, domain, cfg, train_X, val_X, cache, seed, progress, log):
-    layers = cfg.get("l2i", {}).get("layers") or default_layers(model, 2)
-    return _fit_cached(L2I, "l2i", model, domain, layers, cfg, train_X, val_X, cache, seed, progress, log)
+def _l2i_rows(ctx: MethodContext, obj: L2I) -> List[Row]:
+    info = _learned_info(obj)
+    return [Row(name=f"l2i (RT={rt:g})", base="l2i", domain=ctx.domain,
+                attribute=lambda X, r=float(rt): obj.attribute(X, threshold=r), kind="learned",
+                mask_rule="share of the selected NMF components in W·H (soft mask), used as is", info=info,
+                method=obj, options={"threshold": float(rt)})
+            for rt in ctx.section.thresholds]
 
 
-__all__ = ["MethodRow", "InterpreterCache", "build_methods", "default_layers", "lmac_on", "l2i_available", "LEARNED"]
+register_method(MethodSpec(
+    name="l2i", description="L2I (Parekh et al., NeurIPS 2022): NMF components selected by an interpreter of the classifier",
+    kind="learned", section=L2ISection, fit=_l2i_fit, load=lambda path, ctx: L2I.load(path, ctx.model),
+    cache_key=_l2i_key, rows=_l2i_rows))
+
+
+# --- LMAC-ZS -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LMACZSSection(Section):
+    """``lmac_zs``: hooked audio-encoder layers, :class:`~captum_lmac.LMACZS` constructor and fit
+    settings, and its captioned training data: the suite's training split, each clip captioned with
+    varied descriptions of its class (:func:`~captum_lmac.data.captions.esc10_captions`), plus
+    ``fsdd_per_digit`` FSDD clips per digit and ``ambient_segments_per_file`` ambient segments of
+    the data root for caption variety; ``val_clips`` evenly spaced clips of the validation split
+    (first caption) pick the epoch."""
+
+    layers: List[str] = field(default_factory=lambda: ["net.block2", "net.block3", "net.block4"])
+    init: Dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "use_input": True})
+    fit: Dict[str, Any] = field(default_factory=lambda: {
+        "epochs": 12, "batch_size": 8, "lr": 3e-3, "weight_decay": 2e-6, "lambda_sim": 1.0, "lambda_l1": 0.25,
+        "lambda_div": 1.0, "texts_per_audio": None})
+    fsdd_per_digit: int = 3
+    ambient_segments_per_file: int = 1
+    val_clips: int = 40
+    max_train_clips: Optional[int] = None
+
+    def validate(self, where: str) -> None:
+        _check_kwargs(LMACZS.__init__, self.init, f"{where}.init")
+        _check_kwargs(LMACZS.fit, self.fit, f"{where}.fit")
+
+
+@torch.no_grad()
+def magnitudes(stft: Any, waveform: Tensor, batch_size: int = 64) -> Tensor:
+    """STFT magnitudes (N, 1, F, T) of waveforms, batched."""
+    return torch.cat([stft.analyze(waveform[s : s + batch_size], allow_silent=True)[0]
+                      for s in range(0, waveform.shape[0], batch_size)])
+
+
+def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
+    s = ctx.section
+    stft = ctx.data.stft
+    train = ctx.data.split("train")
+    X = _limit(train.X, ctx.config.n_train)
+    captions = [esc10_captions(train.classes[int(c)]) for c in train.y[: X.shape[0]]]
+    if s.fsdd_per_digit > 0 or s.ambient_segments_per_file > 0:
+        extra = build_training_set(ctx.data.data_root, s.fsdd_per_digit, s.ambient_segments_per_file, ctx.seed,
+                                   ctx.progress, sample_rate=stft.sample_rate,
+                                   duration=train.waveform.shape[-1] / stft.sample_rate, esc10=False)
+        if len(extra):
+            X = torch.cat([X, magnitudes(stft, extra.waveform)])
+            captions += extra.captions
+    if s.max_train_clips and int(s.max_train_clips) < X.shape[0]:  # quick runs: evenly spaced subset
+        keep = torch.linspace(0, X.shape[0] - 1, int(s.max_train_clips)).long()
+        X, captions = X[keep], [captions[int(i)] for i in keep]
+    val = ctx.data.val_set()
+    k = min(int(s.val_clips), len(val))
+    idx = torch.linspace(0, len(val) - 1, k).long()  # spread over the classes
+    val_caps = [esc10_captions(val.classes[int(val.y[i])]) for i in idx]
+    ctx.log(f"[benchmark] fitting LMAC-ZS on {X.shape[0]} captioned clips ({s.fit})")
+    obj = LMACZS(ctx.model, layers=list(s.layers), **s.init)
+    obj.fit((X, captions), val=(val.X[idx], val_caps), seed=ctx.seed, progress=ctx.progress, **s.fit)
+    return obj
+
+
+def _lmac_zs_rows(ctx: MethodContext, obj: LMACZS) -> List[Row]:
+    return [Row(name=ctx.name, base=ctx.name, domain=ctx.domain, attribute=lambda X: obj.attribute(X), kind="learned",
+                mask_rule="text-conditioned decoder output (sigmoid) for the decided prompt, used as is",
+                info=_learned_info(obj), method=obj)]
+
+
+register_method(MethodSpec(
+    name="lmac_zs", description="LMAC-ZS (Paissan et al., NeurIPS 2024): a text-conditioned decoder explains a zero-shot classifier",
+    kind="learned", section=LMACZSSection, fit=_lmac_zs_fit, load=lambda path, ctx: LMACZS.load(path, ctx.model),
+    rows=_lmac_zs_rows, feature_domain=False))
+
+
+__all__ = ["default_layers", "cam_layer", "fit_settings", "lmac_on", "baseline_spec", "magnitudes", "LMACSection",
+           "LMACFineTuneSection", "L2ISection", "LMACZSSection"]

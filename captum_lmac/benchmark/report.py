@@ -22,28 +22,30 @@ import torch
 from torch import Tensor
 
 from .._io import atomic_write
-from ..metrics import HIGHER_IS_BETTER
-
-#: Metric columns, in table order.
-METRICS = ["AI", "AD", "AG", "FF", "FidIn", "MM", "SPS", "COMP", "SI-SDR", "precision", "recall"]
-#: Ground-truth metrics (only where the true source is known).
-GT_METRICS = ["SI-SDR", "precision", "recall"]
-
-LABELS = {"AI": "AI", "AD": "AD", "AG": "AG", "FF": "FF", "FidIn": "Fid-In", "MM": "MM", "SPS": "SPS",
-          "COMP": "COMP", "SI-SDR": "SI-SDR (dB)", "precision": "Prec", "recall": "Rec"}
-DECIMALS = {"AI": 2, "AD": 2, "AG": 2, "FF": 3, "FidIn": 3, "MM": 3, "SPS": 3, "COMP": 2, "SI-SDR": 2,
-            "precision": 3, "recall": 3}
+from .._utils import to_jsonable
+from ..metrics import METRICS, metric_info
+from .registry import ANALYSES
 
 
 def direction(metric: str) -> Optional[bool]:
-    """True if higher is better, False if lower is better, None if neither."""
-    return HIGHER_IS_BETTER.get(metric)
+    """True if higher is better, False if lower is better, None if neither (from the declaration)."""
+    return metric_info(metric).higher_is_better
+
+
+def label(metric: str) -> str:
+    """The column header of ``metric`` (from its declaration)."""
+    return metric_info(metric).label
+
+
+def summary_value(agg: Mapping[str, Any], metric: str) -> Optional[float]:
+    """The value a table shows for ``metric``: its mean, or its median where the metric says so."""
+    return agg.get("median" if metric_info(metric).summary == "median" else "mean")
 
 
 def fmt(value: Optional[float], metric: str) -> str:
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "–"
-    text = f"{value:.{DECIMALS.get(metric, 3)}f}"
+    text = f"{value:.{metric_info(metric).decimals}f}"
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.000"
 
 
@@ -71,13 +73,15 @@ def table_groups(results: Mapping[str, Any]) -> List[Tuple[Tuple[str, str], List
     return [(k, groups[k]) for k in sorted(groups, key=key)]
 
 
+def result_metrics(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """Every metric name in ``rows``, declared ones first in declaration order."""
+    present = list(dict.fromkeys(m for r in rows for m in r["metrics"]))
+    return [m for m in METRICS if m in present] + [m for m in present if m not in METRICS]
+
+
 def table_metrics(rows: Sequence[Mapping[str, Any]]) -> List[str]:
     """The metric columns with at least one finite value in ``rows``."""
-    out = []
-    for m in METRICS:
-        if any(_finite(r["metrics"].get(m, {}).get("mean")) for r in rows):
-            out.append(m)
-    return out
+    return [m for m in result_metrics(rows) if any(_finite(r["metrics"].get(m, {}).get("mean")) for r in rows)]
 
 
 def _finite(v: Any) -> bool:
@@ -92,9 +96,9 @@ def best_rows(rows: Sequence[Mapping[str, Any]], metric: str) -> set:
         return set()
     vals = []
     for i, r in enumerate(rows):
-        v = r["metrics"].get(metric, {}).get("mean")
+        v = summary_value(r["metrics"].get(metric, {}), metric)
         if _finite(v):
-            vals.append((i, round(float(v), DECIMALS.get(metric, 3))))
+            vals.append((i, round(float(v), metric_info(metric).decimals)))
     if len(vals) < 2 or len({v for _, v in vals}) == 1:
         return set()  # nothing to single out when every row shows the same value
     target = max(v for _, v in vals) if higher else min(v for _, v in vals)
@@ -113,42 +117,23 @@ def _snr_text(results: Mapping[str, Any]) -> str:
 # --- JSON / CSV -----------------------------------------------------------------------------------
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, tensors/arrays → lists, tuples → lists."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if torch.is_tensor(obj):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def write_json(obj: Any, path: Path) -> Path:
-    text = json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def csv_rows(results: Mapping[str, Any]) -> Tuple[List[str], List[List[Any]]]:
     """Header and rows of ``results.csv``: one row per suite/domain/condition/method."""
     header = ["suite", "domain", "domain_label", "condition", "condition_label", "snr_db", "method", "n", "ms_per_clip"]
-    for m in METRICS:
+    metrics = result_metrics(results["rows"])
+    for m in metrics:
         header += [f"{m}_mean", f"{m}_lo", f"{m}_hi"]
     out = []
     for r in results["rows"]:
         line = [r["suite"], r["domain"], r.get("domain_label", ""), r["condition"], r.get("condition_label", ""),
                 "" if r.get("snr_db") is None else r["snr_db"], r["method"], r["n"],
                 "" if not _finite(r.get("ms_per_clip")) else round(r["ms_per_clip"], 3)]
-        for m in METRICS:
+        for m in metrics:
             agg = r["metrics"].get(m, {})
             for k in ("mean", "lo", "hi"):
                 v = agg.get(k)
@@ -178,7 +163,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     """The results as Markdown: a header, then one methods × metrics table per domain and condition.
 
     The best value of each metric column is bold (ties at display precision all bold), using the
-    metric's direction (:data:`captum_lmac.metrics.HIGHER_IS_BETTER`); the SNR of every
+    metric's declared direction (:func:`captum_lmac.metrics.metric_info`); the SNR of every
     out-of-domain condition is stated; the last column is the attribution time in ms per clip.
     """
     lines = [f"# Benchmark `{results['suite']}`", ""]
@@ -206,14 +191,14 @@ def markdown(results: Mapping[str, Any]) -> str:
         lines.append(f"## {first.get('domain_label', domain)} — {first.get('condition_label', cond)} (n = {n})")
         lines.append("")
         metrics = table_metrics(rows)
-        head = ["Method"] + [LABELS[m] + _arrow(m) for m in metrics] + ["ms/clip"]
+        head = ["Method"] + [label(m) + _arrow(m) for m in metrics] + ["ms/clip"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|")
         bold = {m: best_rows(rows, m) for m in metrics}
         for i, r in enumerate(rows):
             cells = [r["method"]]
             for m in metrics:
-                txt = fmt(r["metrics"].get(m, {}).get("mean"), m)
+                txt = fmt(summary_value(r["metrics"].get(m, {}), m), m)
                 cells.append(f"**{txt}**" if i in bold[m] else txt)
             cells.append(fmt_ms(r.get("ms_per_clip")))
             lines.append("| " + " | ".join(cells) + " |")
@@ -236,77 +221,15 @@ def markdown(results: Mapping[str, Any]) -> str:
         if san.get("plot"):
             lines.append(f"![cascading randomisation]({san['plot']})")
             lines.append("")
+    for name, res in (results.get("analyses") or {}).items():
+        spec = ANALYSES.get(name)
+        if spec is not None and spec.markdown is not None and res:
+            lines += [spec.markdown(res), ""]
     if results.get("skipped"):
         lines.append("Skipped: " + "; ".join(results["skipped"]))
         lines.append("")
     return "\n".join(lines)
 
-
-# --- pictures and audio ---------------------------------------------------------------------------
-
-
-class Renderer:
-    """Fast PNG pictures of spectrograms and masks (one reusable matplotlib figure per picture size)."""
-
-    def __init__(self, sample_rate: int = 16000, hop_length: int = 186, size=(3.2, 1.9), dpi: int = 90,
-                 mask_size=(150, 260)) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        self.plt = plt
-        self.sample_rate = int(sample_rate)
-        self.hop_length = int(hop_length)
-        self.size = size
-        self.dpi = dpi
-        self.mask_size = (int(mask_size[0]), int(mask_size[1]))
-        self._figs: Dict[Any, Any] = {}
-
-    def _figure(self, shape, kind: str, ylabel: str):
-        key = (tuple(shape), kind)
-        if key not in self._figs:
-            fig, ax = self.plt.subplots(figsize=self.size, dpi=self.dpi)
-            F_, T = shape
-            top = self.sample_rate / 2000 if kind == "db" else F_
-            extent = [0, T * self.hop_length / self.sample_rate, 0, top]
-            cmap, vmin, vmax = ("magma", -80, 0) if kind == "db" else ("viridis", 0, 1)
-            im = ax.imshow(np.zeros(shape), origin="lower", aspect="auto", extent=extent, cmap=cmap, vmin=vmin,
-                           vmax=vmax, interpolation="nearest")
-            ax.set_xlabel("time (s)", fontsize=7)
-            ax.set_ylabel(ylabel, fontsize=7)
-            ax.tick_params(labelsize=6)
-            title = ax.set_title("", fontsize=7)
-            fig.tight_layout(pad=0.3)
-            self._figs[key] = (fig, ax, im, title)
-        return self._figs[key]
-
-    def save(self, image: Tensor, path: Path, kind: str = "mask", title: str = "", ylabel: str = "bin") -> Path:
-        """Save a (F, T) map as PNG.
-
-        ``kind="db"``: a small figure with axes, 20·log10 relative to the maximum (80 dB range);
-        ``kind="mask"``: the map alone (values in [0, 1], viridis, low frequencies at the bottom),
-        resampled to ``mask_size`` pixels, without a figure (~20× faster).
-        """
-        a = image.detach().float().cpu().reshape(image.shape[-2], image.shape[-1]).numpy()
-        if kind == "db":
-            a = 20 * np.log10(np.maximum(a, 1e-8) / max(float(a.max()), 1e-8))
-            fig, ax, im, t = self._figure(a.shape, kind, "frequency (kHz)")
-            im.set_data(a)
-            t.set_text(title)
-            return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-        from matplotlib.image import imsave
-
-        h, w = self.mask_size
-        t = torch.from_numpy(np.clip(a, 0, 1))[None, None]
-        a = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0, 0]
-        return atomic_write(path, lambda tmp: imsave(tmp, a.clamp(0, 1).numpy(), cmap="viridis", vmin=0, vmax=1,
-                                                     origin="lower", format="png"))
-
-    def close(self) -> None:
-        for fig, *_ in self._figs.values():
-            self.plt.close(fig)
-        self._figs.clear()
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -334,7 +257,7 @@ def _results_table_html(rows: Sequence[Mapping[str, Any]]) -> str:
     metrics = table_metrics(rows)
     bold = {m: best_rows(rows, m) for m in metrics}
     out = ["<table class='res'><tr><th>Method</th>"]
-    out += [f"<th>{html.escape(LABELS[m] + _arrow(m))}</th>" for m in metrics]
+    out += [f"<th>{html.escape(label(m) + _arrow(m))}</th>" for m in metrics]
     out.append("<th>ms/clip</th></tr>")
     for i, r in enumerate(rows):
         out.append(f"<tr><td>{html.escape(r['method'])}</td>")
@@ -344,7 +267,7 @@ def _results_table_html(rows: Sequence[Mapping[str, Any]]) -> str:
             ci = ""
             if _finite(agg.get("lo")) and _finite(agg.get("hi")):
                 ci = f"<span class='ci'>[{fmt(agg['lo'], m)}, {fmt(agg['hi'], m)}]</span>"
-            out.append(f"<td{cls} title='n = {agg.get('n', '')}'>{fmt(agg.get('mean'), m)}{ci}</td>")
+            out.append(f"<td{cls} title='n = {agg.get('n', '')}'>{fmt(summary_value(agg, m), m)}{ci}</td>")
         out.append(f"<td>{fmt_ms(r.get('ms_per_clip'))}</td></tr>")
     out.append("</table>")
     return "".join(out)
@@ -390,7 +313,7 @@ def html_report(results: Mapping[str, Any]) -> str:
         for name, rule in rules.items():
             parts.append(f"<li><b>{e(name)}</b>: {e(str(rule))}</li>")
         for key, info in (results.get("fits") or {}).items():
-            parts.append(f"<li><b>{e(key)}</b> fit: {e(json.dumps(_clean(info)))}</li>")
+            parts.append(f"<li><b>{e(key)}</b> fit: {e(json.dumps(to_jsonable(info)))}</li>")
         parts.append("</ul></details>")
     parts.append("<h2>Results</h2>")
     for (domain, cond), rows in table_groups(results):
@@ -441,6 +364,12 @@ def html_report(results: Mapping[str, Any]) -> str:
                 parts.append(f"<td>{cell}</td>")
             parts.append("</tr>")
         parts.append("</table></div>")
+    for name, res in (results.get("analyses") or {}).items():
+        spec = ANALYSES.get(name)
+        if spec is not None and spec.markdown is not None and res:
+            parts.append(f"<h2>{e(spec.description or name)}</h2><pre>{e(spec.markdown(res))}</pre>")
+            for p in res.get("plots", []):
+                parts.append(f"<img src='{_rel(p)}' alt='{e(p)}' style='max-width:900px'>")
     if results.get("skipped"):
         parts.append(f"<p class='meta'>Skipped: {e('; '.join(results['skipped']))}</p>")
     parts.append("</body></html>")
@@ -465,5 +394,5 @@ def write_report(results: Mapping[str, Any], out_dir: Path,
     return paths
 
 
-__all__ = ["METRICS", "GT_METRICS", "markdown", "html_report", "write_report", "write_json", "write_csv", "csv_rows",
-           "best_rows", "table_groups", "Renderer"]
+__all__ = ["markdown", "html_report", "write_report", "write_json", "write_csv", "csv_rows", "best_rows",
+           "table_groups", "table_metrics", "result_metrics", "direction", "label", "fmt"]

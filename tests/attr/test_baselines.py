@@ -16,7 +16,7 @@ from captum_lmac.attr import (
 )
 from captum_lmac.audio import STFT
 from captum_lmac.errors import InputError
-from captum_lmac.train import build_classifier
+from captum_lmac.training import build_classifier
 
 # Small settings so the whole file stays fast on 2 shared cores.
 FAST = {

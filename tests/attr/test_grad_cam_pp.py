@@ -10,7 +10,7 @@ from torch import nn
 from captum_lmac.attr import LayerGradCamPlusPlus
 from captum_lmac.audio import STFT
 from captum_lmac.errors import InputError
-from captum_lmac.train import build_classifier
+from captum_lmac.training import build_classifier
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ from captum.attr import NoiseTunnel
 from torch import nn
 
 from captum_lmac import L2I, STFT, LogMel, SpectrogramClassifier, SyntheticEvents, to_spectrograms
-from captum_lmac.attr import ff_median, topk_fidelity
+from captum_lmac.metrics import ff_median, topk_fidelity
 from captum_lmac.errors import CheckpointError, InputError, NotFittedError
-from captum_lmac.train import build_classifier, predict
+from captum_lmac.training import build_classifier, predict
 
 K = 8
 LAYERS = ["net.block1", "net.block2"]

@@ -10,10 +10,11 @@ from captum.metrics import infidelity, sensitivity_max
 from torch import nn
 
 from captum_lmac import STFT, CheckpointError, InputError, NotFittedError, SyntheticEvents, to_spectrograms
+from captum_lmac._utils import eval_mode
 from captum_lmac.attr.lmac import LMAC, apply_mask
 from captum_lmac.nn.classifier import SpectrogramClassifier
 from captum_lmac.audio import LogMel
-from captum_lmac.train import build_classifier, train_classifier
+from captum_lmac.training import build_classifier, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_fitting_makes_mask_keep_the_decision(setup):
 def test_l1_term_does_not_scale_with_batch_size(setup):
     _, _, test, _, lmac, _ = setup
     lam = {"in": 4.0, "out": 0.2, "s": 0.4, "g": 0.0}
-    with lmac.frozen_model():
+    with eval_mode(lmac.model, freeze=True):
         small = lmac._loss_terms(test.X[:4], None, lam, 0.7, "l1")
         big = lmac._loss_terms(torch.cat([test.X[:4]] * 3), None, lam, 0.7, "l1")
     assert small["l1"].item() == pytest.approx(big["l1"].item(), rel=1e-5)

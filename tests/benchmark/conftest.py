@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from captum_lmac import STFT, SyntheticEvents, build_classifier, to_spectrograms, train_classifier
-from captum_lmac.benchmark.methods import l2i_available
+from captum_lmac.benchmark import run_benchmark
 
 TINY_STFT = dict(n_fft=256, hop_length=64, win_length=128)
 
@@ -42,7 +42,7 @@ def speech_dir(tmp_path_factory):
     return root
 
 
-TINY_METHODS = ["gradcam", "saliency", "lmac"] + (["l2i"] if l2i_available() else [])
+TINY_METHODS = ["gradcam", "saliency", "lmac", "l2i"]
 TINY_CONDITIONS = ["in-domain", "clip", "white", "speech"]
 
 
@@ -73,8 +73,6 @@ def make_config(speech_dir):
 @pytest.fixture(scope="session")
 def tiny_run(tiny, speech_dir, tmp_path_factory):
     """``(results, out_dir, cache_dir)`` of one tiny end-to-end run (3 methods incl. L-MAC, 6 clips)."""
-    from captum_lmac.benchmark.runner import run_benchmark
-
     model, stft, data = tiny
     out = tmp_path_factory.mktemp("bench_out")
     cache = tmp_path_factory.mktemp("bench_cache")

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 import pytest
 import soundfile as sf
 
-from captum_lmac.benchmark.report import DECIMALS, METRICS, best_rows, fmt, markdown, table_groups
-from captum_lmac.metrics import HIGHER_IS_BETTER
+from captum_lmac.benchmark.report import best_rows, fmt, markdown, summary_value, table_groups
+from captum_lmac.metrics import METRICS, metric_info
 
 
 def _row(method, **metrics):
@@ -52,7 +52,7 @@ def test_csv_has_one_row_per_domain_condition_method(tiny_run):
     assert len(rows) == len(res["rows"])
     keys = {(r["suite"], r["domain"], r["condition"], r["method"]) for r in rows}
     assert len(keys) == len(rows)
-    for m in METRICS:
+    for m in ("AI", "AD", "AG", "FF", "FidIn", "MM", "SPS", "COMP", "SI-SDR", "precision", "recall"):
         assert {f"{m}_mean", f"{m}_lo", f"{m}_hi"} <= set(rows[0])
     white = [r for r in rows if r["condition"] == "white"]
     assert white and all(float(r["snr_db"]) == 3.0 for r in white)
@@ -95,18 +95,18 @@ def test_markdown_layout_and_bold_best(tiny_run):
         assert head[0] == "Method" and head[-1] == "ms/clip"
         assert [b[0] for b in body] == [r["method"] for r in rows]
         for j, label in enumerate(head[1:-1], start=1):
-            short = {"FidIn": "Fid-In", "precision": "Prec", "recall": "Rec"}
-            key = next(k for k in METRICS if label.startswith(short.get(k, k)))
-            assert label.endswith("↑") == HIGHER_IS_BETTER[key]
-            shown = [round(r["metrics"][key]["mean"], DECIMALS[key]) if _finite(r["metrics"][key]["mean"]) else None
-                     for r in rows]
+            key = next(k for k, d in METRICS.items() if label == d.label + d.arrow)  # the declared label
+            info = metric_info(key)
+            assert label.endswith("↑") == (info.higher_is_better is True)
+            values = [summary_value(r["metrics"].get(key, {}), key) for r in rows]
+            shown = [round(v, info.decimals) if _finite(v) else None for v in values]
             finite = [v for v in shown if v is not None]
             bold = {i for i, b in enumerate(body) if b[j].startswith("**")}
-            if len(set(finite)) > 1:
-                best = max(finite) if HIGHER_IS_BETTER[key] else min(finite)
+            if len(set(finite)) > 1 and info.higher_is_better is not None:
+                best = max(finite) if info.higher_is_better else min(finite)
                 assert bold == {i for i, v in enumerate(shown) if v == best}, f"column {label} of {title}"
                 for i in bold:
-                    assert body[i][j] == f"**{fmt(rows[i]['metrics'][key]['mean'], key)}**"
+                    assert body[i][j] == f"**{fmt(values[i], key)}**"
             else:
                 assert not bold
 

@@ -6,7 +6,8 @@ import torch
 
 from captum_lmac.attr import LMAC, make_baseline
 from captum_lmac.benchmark.methods import lmac_on
-from captum_lmac.benchmark.sanity import cascading_randomisation, plot_cascading, randomisation_stages, randomise_, ssim
+from captum_lmac.benchmark.media import plot_cascading
+from captum_lmac.metrics import cascading_randomisation, randomisation_stages, randomise_, ssim
 from captum_lmac.errors import InputError
 from captum_lmac.metrics import fast_complexity, fast_sparseness, quantus_complexity, quantus_sparseness
 

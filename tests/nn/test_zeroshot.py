@@ -14,16 +14,8 @@ from captum_lmac.attr import make_baseline
 from captum_lmac.audio import STFT
 from captum_lmac.errors import InputError
 from captum_lmac.metrics import faithfulness
-from captum_lmac.nn.zeroshot import (
-    PowerSpectrogramFrontEnd,
-    SmallCLAP,
-    ZeroShotClassifier,
-    clap_loss,
-    clap_zero_shot_accuracy,
-    load_clap,
-    save_clap,
-    train_clap,
-)
+from captum_lmac.nn.zeroshot import PowerSpectrogramFrontEnd, SmallCLAP, ZeroShotClassifier
+from captum_lmac.training import clap_loss, clap_zero_shot_accuracy, load_clap, save_clap, train_clap
 
 
 class WordVectors:

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._io import load_checkpoint, save_checkpoint
-from .audio import STFT, LogMel
-from .errors import CheckpointError, InputError
-from .nn.classifier import SpectrogramClassifier
-from .nn.cnn import CNN14, CompactCNN
+from .._io import load_checkpoint, save_checkpoint
+from ..audio import STFT, LogMel
+from ..errors import CheckpointError, InputError
+from ..nn.classifier import SpectrogramClassifier
+from ..nn.cnn import CNN14, CompactCNN
 
 _NETS = {"CompactCNN": CompactCNN, "CNN14": CNN14}
 

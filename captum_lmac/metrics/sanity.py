@@ -1,4 +1,4 @@
-r"""Sanity check: cascading model randomisation (Adebayo et al., 2018, https://arxiv.org/abs/1810.03292).
+r"""Sanity metric: cascading model randomisation (Adebayo et al., 2018, https://arxiv.org/abs/1810.03292).
 
 The classifier's parameterised stages are re-initialised one after the other *from the logits
 down* (for :class:`~captum_lmac.nn.CompactCNN`: ``fc``, ``block4``, ``block3``, ... ``bn0``) on a
@@ -28,7 +28,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..metrics import aggregate
+from .aggregate import aggregate
+from .base import Metric, declare
+
+SANITY = declare(
+    Metric("SSIM", "SSIM", False, 2, "sanity",
+           "similarity of the explanation before and after randomising the classifier (lower = depends on it)"),
+)
 
 Explainer = Callable[[nn.Module, Tensor, Tensor], Tensor]
 """``explain(model, X, target) -> mask`` (N, 1, F, T): one method recomputed on a (randomised) model."""
@@ -212,34 +218,4 @@ def cascading_randomisation(
     return {"stages": labels, "methods": methods, "decision_unchanged": agreement, "n": int(X.shape[0])}
 
 
-def plot_cascading(result: Mapping[str, object], path, title: Optional[str] = None):
-    """Plot SSIM vs randomisation depth for every method (mean and 95 % CI band); save a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from .._io import atomic_write
-
-    labels = list(result["stages"])
-    x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(labels) + 2), 3.6))
-    for name, r in result["methods"].items():
-        mean = np.asarray(r["mean"], dtype=float)
-        ax.plot(x, mean, marker="o", label=name)
-        ax.fill_between(x, np.asarray(r["lo"], dtype=float), np.asarray(r["hi"], dtype=float), alpha=0.2)
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=30, ha="right")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("randomised (cascading, from the logits down)")
-    ax.set_ylabel("SSIM(original, randomised)")
-    ax.set_title(title or f"Cascading model randomisation (n = {result.get('n')})")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return out
-
-
-__all__ = ["ssim", "randomisation_stages", "randomise_", "cascading_randomisation", "plot_cascading"]
+__all__ = ["SANITY", "ssim", "randomisation_stages", "randomise_", "cascading_randomisation"]

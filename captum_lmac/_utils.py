@@ -1,0 +1,133 @@
+"""Shared machinery of the whole package (our own small equivalents of ``captum._utils``).
+
+One place for what every layer needs: the Captum ``target`` type and its parser, the guard that
+puts a model in eval mode (and optionally freezes its parameters), Captum's tuple conventions, and
+the one JSON sanitiser used by every artefact and report.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import InputError
+
+TargetType = Union[None, int, Tuple[int, ...], Tensor, List[Any], np.ndarray, range]
+"""Captum's ``target``: None, a class index, a tuple of indices (outputs with more than two
+dimensions), a tensor, or a list with one entry per sample."""
+
+
+def format_target(target: TargetType, n: int, n_classes: Optional[int] = None,
+                  default: Optional[Tensor] = None) -> Optional[Tensor]:
+    """Captum targets → LongTensor (N,) on the CPU; ``default`` for ``target=None``.
+
+    Accepts an int, a 0-d/1-d integer tensor, a list/tuple/range or a numpy array of ints; a single
+    value is broadcast to every sample. The one place class targets are checked, for every method
+    and metric.
+
+    Raises:
+        InputError: on a bool or float target, a per-sample list of the wrong length, a negative
+            index or (when ``n_classes`` is given) an index ≥ ``n_classes``.
+    """
+    if target is None:
+        return default
+    if isinstance(target, bool):
+        raise InputError("target must be a class index, not a bool")
+    if isinstance(target, (int, np.integer)):
+        t = torch.tensor([int(target)], dtype=torch.long)
+    elif torch.is_tensor(target) or isinstance(target, np.ndarray):
+        t = torch.as_tensor(target).detach().flatten().cpu()
+        if t.is_floating_point() or t.dtype == torch.bool:
+            raise InputError("target tensor must hold integer class indices")
+        t = t.long()
+    elif isinstance(target, (list, tuple, range)):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                   or (torch.is_tensor(v) and v.numel() == 1) for v in target):
+            raise InputError(f"target list must hold one integer class index per sample, got {target!r}")
+        t = torch.tensor([int(v) for v in target], dtype=torch.long)
+    else:
+        raise InputError(f"target must be None, int, tensor or list of ints, got {type(target).__name__}")
+    if t.numel() == 1:
+        t = t.expand(n).clone()
+    if t.numel() != n:
+        raise InputError(f"target has {t.numel()} entries for {n} inputs")
+    if bool((t < 0).any()):
+        raise InputError(f"unknown target {int(t[t < 0][0])}: target indices must be non-negative")
+    if n_classes is not None:
+        bad = (t >= n_classes).nonzero().flatten()
+        if len(bad):
+            raise InputError(f"unknown target {int(t[bad[0]])}: the model has {n_classes} outputs (0..{n_classes - 1})")
+    return t
+
+
+@contextmanager
+def eval_mode(model: Any, freeze: bool = False) -> Iterator[None]:
+    """Every submodule of ``model`` in eval mode (and, with ``freeze``, its parameters without
+    gradients) inside the block; each module's flag and each parameter's ``requires_grad`` are
+    restored afterwards. Anything that is not an ``nn.Module`` passes through untouched.
+
+    The one eval/freeze guard of the package: attributions, metrics, fits and the harness use it.
+    """
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    flags = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()] if freeze else []
+    model.eval()
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in grads:
+            p.requires_grad_(flag)
+        for m, flag in flags:
+            m.training = flag
+
+
+def as_tuple(x: Any) -> Tuple[Any, ...]:
+    """Wrap a single object into a 1-tuple; leave tuples alone (Captum's input convention)."""
+    return x if isinstance(x, tuple) else (x,)
+
+
+def additional_args(args: Any) -> Tuple[Any, ...]:
+    """Captum's ``additional_forward_args``: None → no extra args, a tuple → several, else one."""
+    if args is None:
+        return ()
+    return as_tuple(args)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """A JSON-safe copy of ``obj``: the one sanitiser of results, reports, caches and checkpoints.
+
+    Mappings get string keys; tuples become lists; tensors and numpy arrays become (nested) lists
+    and one-element ones numbers; numpy scalars become Python numbers; NaN and infinities become
+    None; paths become strings; any other object its ``str``.
+    """
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if torch.is_tensor(obj) or isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist()) if obj.ndim else to_jsonable(obj.item())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+__all__ = ["TargetType", "format_target", "eval_mode", "as_tuple", "additional_args", "to_jsonable"]

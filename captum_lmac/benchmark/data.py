@@ -1,0 +1,76 @@
+"""A suite's data: the waveform data sets its configuration names, read as in-memory spectrograms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..audio import STFT
+from ..data.contamination import dataset_labels
+from ..data.folders import default_data_root
+from ..data.tensors import SpectrogramSet, to_spectrograms
+from .conditions import stratified_indices
+from .config import READERS, SuiteConfig
+
+PathLike = Union[str, Path]
+
+class _Subset(Dataset):
+    """The items ``index`` of a data set, keeping its ``classes`` and ``sample_rate``."""
+
+    def __init__(self, base: Dataset, index: Sequence[int]) -> None:
+        self.base, self.index = base, list(index)
+        self.classes = list(getattr(base, "classes", []))
+        self.sample_rate = getattr(base, "sample_rate", None)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.base[self.index[i]]
+
+
+def suite_datasets(cfg: SuiteConfig, sample_rate: int, data_root: Optional[PathLike] = None) -> Dict[str, Dataset]:
+    """The waveform data sets ``{"train", "val", "test"}`` described by ``cfg.data``."""
+    d = cfg.data
+    cls = READERS[d.reader]
+    kwargs = dict(d.kwargs or {})
+    if d.reader == "SyntheticEvents":  # generated, no folder: splits give n_items / seed
+        return {split: cls(sample_rate=sample_rate, **kwargs, **(spec or {})) for split, spec in d.splits.items()}
+    root = Path(data_root) if data_root is not None else default_data_root()
+    folder = Path(d.root)
+    folder = folder if folder.is_absolute() else root / folder
+    return {split: cls(folder, sample_rate=sample_rate, **kwargs, **(spec or {})) for split, spec in d.splits.items()}
+
+
+def _labels(ds: Dataset) -> Tensor:
+    return torch.tensor(dataset_labels(ds))
+
+
+def load_data(cfg: SuiteConfig, stft: STFT, data_root: Optional[PathLike] = None, progress: bool = True,
+              full: bool = False, keep_extra: bool = True) -> Dict[str, SpectrogramSet]:
+    """Read a configuration's splits as spectrograms: the stratified ``n_test`` test clips, the first
+    ``n_train`` training clips and ``n_val`` validation clips (all clips of every split when ``full``).
+
+    ``keep_extra`` keeps the clean sources and interferers where the data set has them (ground truth)."""
+    sets = suite_datasets(cfg, stft.sample_rate, data_root)
+    out = {}
+    limits = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+    keep = {"train": ("clean",), "val": (), "test": ("clean", "background", "interferer")}
+    for split in ("train", "val", "test"):
+        if split not in sets:
+            continue
+        ds = sets[split]
+        n = None if full else limits[split]
+        if n is not None and n < len(ds):
+            index = stratified_indices(_labels(ds), n) if split == "test" else list(range(n))
+            ds = _Subset(ds, index)
+        out[split] = to_spectrograms(ds, stft, keep=keep[split] if keep_extra else (), progress=progress)
+        out[split].classes = list(getattr(sets[split], "classes", []))
+    return out
+
+
+__all__ = ["suite_datasets", "load_data"]

@@ -1,0 +1,509 @@
+r"""The comparative benchmark harness: methods × domains × conditions → per-clip metrics → reports.
+
+:func:`run_benchmark` takes a classifier (X → scores, e.g. a
+:class:`~captum_lmac.SpectrogramClassifier` or a zero-shot
+:class:`~captum_lmac.ZeroShotClassifier`), its :class:`~captum_lmac.STFT`, ``{"train", "val",
+"test"}`` :class:`~captum_lmac.data.SpectrogramSet` splits and a configuration
+(:class:`~captum_lmac.benchmark.config.SuiteConfig` or a dict). It builds every method from the
+registry (:mod:`captum_lmac.benchmark.registry`; learned ones fitted or loaded from the interpreter
+cache), runs it on every condition of the test split, scores it with every registered metric
+scorer that applies (:mod:`captum_lmac.metrics`), runs the suite's analyses (cascading
+randomisation, ...) and writes ``results.json``, ``results.csv``, ``results.md`` and ``report.html``.
+
+What is measured, per clip, then aggregated as mean (and median) with a 95 % bootstrap interval:
+
+- AI, AD, AG, FF, Fid-In, MM (c = argmax f(input), on the contaminated input for out-of-domain
+  conditions), SPS and COMP (the Quantus formulas);
+- where the true source is known (SyntheticEvents; any contaminated clip): SI-SDR of the
+  listenable explanation ``stft.listen(X, phase, M)`` against the true target waveform (STFT domain
+  only) and precision / recall of the mask (≥ 0.5) against the oracle mask;
+- method-specific metrics (L2I's top-k fidelity and FF median vs random components);
+- attribution time in ms per clip.
+
+Domains: ``"stft"`` (mask on the linear STFT magnitude; the papers' "STFT→Mel" rows; listenable) and
+``"mel"`` (mask on the classifier's own features, ``model.in_feature_domain()`` fed ``model.features(X)``;
+the "Mel" rows; learned methods are fitted separately in that domain).
+
+Examples::
+
+    >>> res = run_benchmark(model, stft, {"train": tr, "val": va, "test": te},
+    ...                     config={"methods": ["gradcam", "ig", "lmac"], "lmac": {"fit": {"epochs": 5}}},
+    ...                     out_dir="bench_out", cache_dir="cache/interpreters")
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .._utils import eval_mode
+from ..audio import STFT
+from ..data.folders import default_data_root
+from ..data.tensors import SpectrogramSet
+from ..errors import DataNotFoundError, InputError
+from ..metrics import EvalContext, aggregate, oracle_mask, score
+from ..training import seed_everything
+from .conditions import condition_set, ground_truth, resolve_conditions, stratified_indices, wham_pairs
+from .config import SuiteConfig, from_dict
+from .media import write_examples
+from .registry import ANALYSES, InterpreterCache, MethodContext, Row, get_method
+from .report import write_report
+
+PathLike = Union[str, Path]
+
+DOMAINS = ("stft", "mel")
+
+
+def domain_label(model: nn.Module, domain: str) -> str:
+    """``"STFT→Mel"`` / ``"Mel"`` for a log-mel classifier (``"STFT→features"`` / ``"features"`` otherwise)."""
+    is_mel = type(getattr(model, "features", None)).__name__ == "LogMel"
+    if domain == "stft":
+        return "STFT→Mel" if is_mel else "STFT→features"
+    return "Mel" if is_mel else "features"
+
+
+@torch.no_grad()
+def to_features(model: nn.Module, X: Tensor, batch_size: int = 64) -> Tensor:
+    """``model.features(X)`` in batches (the classifier's own input representation)."""
+    return torch.cat([model.features(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)])
+
+
+def progress_log(progress: bool) -> Callable[[str], None]:
+    """Where the harness logs: above the progress bars, or plain prints."""
+    def log(msg: str) -> None:
+        if progress:
+            tqdm.write(msg)
+        else:
+            print(msg, flush=True)
+    return log
+
+
+def evaluate_masks(
+    model: nn.Module,
+    X: Tensor,
+    masks: Tensor,
+    batch_size: int = 32,
+    gt: Optional[Dict[str, Tensor]] = None,
+    listen: Optional[Callable[[Tensor], Tensor]] = None,
+    quantus_mode: str = "fast",
+    log: Callable[[str], None] = print,
+    quantus_check: bool = True,
+    row: Optional[Row] = None,
+    seed: int = 0,
+) -> Dict[str, np.ndarray]:
+    """Per-sample metrics of ``masks`` explaining ``model`` on ``X``: every registered scorer that applies.
+
+    Args:
+        gt: ``{"target_wave", "oracle"}`` when the true source is known (oracle in this domain).
+        listen: ``masks -> waveforms`` (the listenable explanation); enables SI-SDR.
+        quantus_mode: ``"fast"`` (vectorised Quantus formulas) or ``"quantus"`` (Quantus itself).
+        quantus_check: In fast mode, recompute one sample with Quantus and fall back on a mismatch.
+        row: The method's row (its fitted object, options and masked-in/out rule feed method-specific metrics).
+    """
+    ctx = EvalContext(model=model, X=X, masks=masks, masked=row.masked if row else None, gt=gt, listen=listen,
+                      method=row.method if row else None, base=row.base if row else "",
+                      options=dict(row.options) if row else {}, batch_size=batch_size, seed=seed,
+                      quantus_mode=quantus_mode, quantus_check=quantus_check, log=log)
+    return score(ctx)
+
+
+def attribute_rows(row: Row, X: Tensor, chunk: int, desc: str, progress: bool) -> Tuple[Tensor, float]:
+    """Masks of ``row`` for X in chunks (with a progress bar) and the time per clip in ms."""
+    out = []
+    t0 = time.perf_counter()
+    for s in tqdm(range(0, X.shape[0], chunk), desc=desc, disable=not progress, leave=False):
+        with torch.enable_grad():
+            out.append(row.attribute(X[s : s + chunk]).detach().float().cpu())
+    ms = 1000.0 * (time.perf_counter() - t0) / max(1, X.shape[0])
+    masks = torch.cat(out)
+    if masks.shape != X.shape:
+        masks = masks.expand_as(X).contiguous()
+    return masks.clamp(0.0, 1.0), ms
+
+
+def example_indices(y: Tensor, n: int) -> List[int]:
+    """The first clip of each of the first ``n`` classes met (distinct classes where possible)."""
+    seen, out = set(), []
+    for i, c in enumerate(y.tolist()):
+        if c not in seen:
+            seen.add(c)
+            out.append(i)
+        if len(out) == n:
+            return out
+    rest = [i for i in range(len(y)) if i not in out]
+    return out + rest[: n - len(out)]
+
+
+@dataclass
+class DomainData:
+    """Lazy access to the training data of the learned methods in one domain (computed once per run)."""
+
+    model: nn.Module
+    domain: str
+    data: Mapping[str, SpectrogramSet]
+    config: SuiteConfig
+    stft: STFT
+    data_root: Optional[Path]
+    memo: Dict[str, Any]
+    seed: int = 0
+    progress: bool = True
+
+    def split(self, name: str) -> SpectrogramSet:
+        if name not in self.data:
+            raise InputError(f"fitting a learned method needs a {name!r} split")
+        return self.data[name]
+
+    def _in_domain(self, key: str, X: Callable[[], Tensor]) -> Tensor:
+        if self.domain == "stft":
+            return X()
+        if key not in self.memo:
+            self.memo[key] = to_features(self.model, X())
+        return self.memo[key]
+
+    def train_X(self) -> Tensor:
+        """The training clips in this domain."""
+        return self._in_domain("train_mel", lambda: self.split("train").X)
+
+    def val_X(self) -> Optional[Tensor]:
+        """The validation clips in this domain (None without a validation split)."""
+        if "val" not in self.data:
+            return None
+        return self._in_domain("val_mel", lambda: self.data["val"].X)
+
+    def val_set(self) -> SpectrogramSet:
+        """The validation split as loaded (STFT domain, with labels and class names)."""
+        return self.split("val")
+
+    def pairs(self) -> Tuple[Tensor, Tensor, str]:
+        """Fine-tuning pairs ``(X_mix, X_clean, description)`` in this domain (WHAM!-style mixtures or
+        the clips' known clean events, see :func:`~captum_lmac.benchmark.conditions.wham_pairs`)."""
+        if "pairs" not in self.memo:
+            ft = self.config.section("lmac_ft")
+            noise = Path(ft.noise_dir) if ft.noise_dir is not None else None
+            if noise is not None and not noise.is_absolute():
+                noise = (self.data_root or default_data_root()) / noise
+            tr = self.split("train")
+            n = self.config.n_train
+            if n is not None and n < len(tr):
+                tr = tr.subset(list(range(n)))
+            p, what = wham_pairs(tr, self.stft, noise, float(ft.snr_db), seed=self.seed, mode=ft.pairs,
+                                 progress=self.progress)
+            self.memo["pairs"] = (p.X, p.extra["clean_X"], what)
+        X_mix, X_clean, what = self.memo["pairs"]
+        if self.domain == "stft":
+            return X_mix, X_clean, what
+        return to_features(self.model, X_mix), to_features(self.model, X_clean), what
+
+
+@dataclass
+class AnalysisContext:
+    """What a suite-level analysis sees after the per-clip metrics (see :class:`~captum_lmac.benchmark.registry.AnalysisSpec`)."""
+
+    model: nn.Module
+    stft: STFT
+    config: SuiteConfig
+    test: SpectrogramSet
+    rows: Dict[str, List[Row]]
+    out_dir: Optional[Path]
+    seed: int = 0
+    progress: bool = True
+    log: Callable[[str], None] = print
+    skipped: List[str] = field(default_factory=list)
+
+
+def build_rows(names: Sequence[str], model: nn.Module, domain: str, cfg: SuiteConfig, data: DomainData,
+               cache: InterpreterCache, seed: int, progress: bool, log: Callable[[str], None]) -> List[Row]:
+    """The table rows of ``names`` on ``model`` in one domain (learned methods fitted or loaded)."""
+    fitted: Dict[str, Any] = {}
+
+    def context(name: str) -> MethodContext:
+        return MethodContext(name=name, model=model, domain=domain, config=cfg, section=cfg.section(name),
+                             options=dict(cfg.method_options.get(name, {}) or {}), data=data, cache=cache,
+                             fitted=fitted, obtain=obtain, seed=seed, progress=progress, log=log)
+
+    def obtain(name: str) -> Any:
+        if name not in fitted:
+            spec = get_method(name)
+            if spec.fit is None:
+                raise InputError(f"method {name!r} has nothing to fit")
+            fitted[name] = cache.get_or_fit(spec, context(name))
+        return fitted[name]
+
+    rows: List[Row] = []
+    for name in names:
+        spec = get_method(name)
+        obj = obtain(name) if spec.fit is not None else None
+        made = spec.rows(context(name), obj)
+        if not made:
+            raise InputError(f"method {name!r} produced no table rows")
+        rows.extend(made)
+    return rows
+
+
+def run_benchmark(
+    model: nn.Module,
+    stft: STFT,
+    data: Mapping[str, SpectrogramSet],
+    methods: Optional[Sequence[str]] = None,
+    config: Union[None, SuiteConfig, Mapping[str, Any]] = None,
+    conditions: Optional[Sequence[str]] = None,
+    snr: Union[None, float, Mapping[str, float]] = None,
+    snr_preset: Optional[str] = None,
+    domains: Optional[Sequence[str]] = None,
+    n_test: Optional[int] = None,
+    seed: Optional[int] = None,
+    out_dir: Optional[PathLike] = None,
+    cache_dir: Optional[PathLike] = None,
+    data_root: Optional[PathLike] = None,
+    classifier_info: Optional[Mapping[str, Any]] = None,
+    sanity: Optional[bool] = None,
+    refit: bool = False,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    r"""Run the comparative benchmark on one classifier and write the reports.
+
+    Args:
+        model (nn.Module): The classifier, X (N, 1, F, T) linear magnitude → scores. For the
+            ``"mel"`` domain it must offer ``features`` and ``in_feature_domain()``
+            (:class:`~captum_lmac.SpectrogramClassifier`); otherwise that domain is skipped.
+        stft (STFT): The analysis of the data (for listening and contamination).
+        data (dict): ``{"train", "val", "test"}`` splits (``train``/``val`` are needed only when a
+            learned method must be fitted).
+        methods (list of str, optional): Registered method names (overrides ``config.methods``).
+        config (SuiteConfig or dict, optional): Suite configuration (a dict is merged over the defaults).
+        conditions, snr, snr_preset, domains, n_test, seed: Override the configuration's
+            ``conditions``, ``snr_db``, ``snr_preset`` (``"paper"`` 3 dB, ``"released"`` 12/12/6 dB),
+            ``domains``, ``n_test``, ``seed``.
+        out_dir (path, optional): Where the reports go (None: no files are written).
+        cache_dir (path, optional): Folder of fitted interpreters (``<suite>_<method>[_mel].pt``);
+            None: interpreters are fitted and not saved.
+        data_root (path, optional): Data root for the speech / ambient folders.
+        classifier_info (dict, optional): Shown in the reports (e.g. test accuracy).
+        sanity (bool, optional): Run the cascading-randomisation check (default: the configuration).
+        refit (bool): Ignore cached interpreters.
+        progress (bool): tqdm progress bars.
+
+    Returns:
+        dict: the results (``rows``, ``conditions``, ``domains``, ``sanity``, ``analyses``,
+        ``timing``, ...), as written to ``results.json``.
+    """
+    t_start = time.time()
+    overrides = {"methods": list(methods) if methods is not None else None,
+                 "conditions": list(conditions) if conditions is not None else None,
+                 "snr_db": snr, "snr_preset": snr_preset, "domains": list(domains) if domains is not None else None,
+                 "n_test": n_test, "seed": seed}
+    raw = config.to_dict() if isinstance(config, SuiteConfig) else dict(config or {})
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if sanity is not None:
+        raw["sanity"] = {**raw.get("sanity", {}), "enabled": bool(sanity)}
+    cfg = from_dict(raw)
+    log = progress_log(progress)
+    seed_everything(cfg.seed)
+    with eval_mode(model, freeze=True):  # attributions need input gradients only
+        return _run(model, stft, data, cfg, log, out_dir, cache_dir, data_root, classifier_info, refit,
+                    progress, t_start)
+
+
+def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: SuiteConfig, log, out_dir,
+         cache_dir, data_root, classifier_info, refit: bool, progress: bool, t_start: float) -> Dict[str, Any]:
+    suite, seed, bs = cfg.suite, cfg.seed, cfg.batch_size
+    out = Path(out_dir) if out_dir is not None else None
+    timing: Dict[str, float] = {}
+    skipped: List[str] = []
+
+    if "test" not in data:
+        raise InputError("data needs a 'test' split")
+    test_full = data["test"]
+    idx = stratified_indices(test_full.y, cfg.n_test)
+    test = test_full.subset(idx) if len(idx) < len(test_full) else test_full
+    names = list(cfg.methods)
+    doms = list(cfg.domains or ["stft"])
+    if "mel" in doms and not (hasattr(model, "in_feature_domain") and hasattr(model, "features")):
+        skipped.append("mel domain (the model has no features / in_feature_domain)")
+        doms.remove("mel")
+    conds = resolve_conditions(cfg.conditions, cfg.snr_db, cfg.snr_preset)
+    root = Path(data_root) if data_root is not None else None
+
+    # --- condition sets ---------------------------------------------------------------------------
+    t0 = time.time()
+    sets: Dict[str, SpectrogramSet] = {}
+    for cond in conds:
+        try:
+            sets[cond.name] = condition_set(test, cond, stft, data_root=data_root, speech_dir=cfg.speech_dir,
+                                            ambient_dir=cfg.ambient_dir, seed=seed, progress=progress)
+        except DataNotFoundError as exc:
+            log(f"[benchmark] condition {cond.name!r} skipped: {exc}")
+            skipped.append(f"{cond.name} ({exc})")
+    conds = [c for c in conds if c.name in sets]
+    timing["conditions_seconds"] = time.time() - t0
+
+    cond_info = []
+    gts: Dict[str, Optional[Tuple[Tensor, Tensor, str]]] = {}
+    for cond in conds:
+        s = sets[cond.name]
+        with torch.no_grad():
+            pred = torch.cat([model(s.X[i : i + 64]) for i in range(0, len(s), 64)]).argmax(1)
+        info = cond.to_dict()
+        info["n"] = len(s)
+        info["accuracy"] = float((pred == s.y).float().mean())
+        if cond.contaminated and "snr_db" in s.extra:
+            info["snr_db_measured"] = float(s.extra["snr_db"].mean())
+        gts[cond.name] = ground_truth(s, cond)
+        info["ground_truth"] = gts[cond.name][2] if gts[cond.name] is not None else None
+        cond_info.append(info)
+
+    cache = InterpreterCache(Path(cache_dir) if cache_dir is not None else None, suite, refit=refit, log=log)
+    memo: Dict[str, Any] = {}
+    n_ex = int(cfg.report.n_examples) if out is not None else 0
+    ex_idx = example_indices(test.y, n_ex) if n_ex else []
+    ex_masks: Dict[Tuple[str, str, str], Tensor] = {}
+    rows: List[Dict[str, Any]] = []
+    per_sample: Dict[str, Dict[str, list]] = {}
+    mask_rules: Dict[str, str] = {}
+    fits: Dict[str, Any] = {}
+    domain_rows: Dict[str, List[Row]] = {}
+    timing["fit_seconds"] = 0.0
+    timing["evaluate_seconds"] = 0.0
+
+    def names_for(domain: str) -> List[str]:
+        if domain == "stft":
+            return names
+        keep = [n for n in names if get_method(n).feature_domain]
+        if cfg.feature_domain_methods is not None:
+            keep = [n for n in keep if n in cfg.feature_domain_methods]
+        return keep
+
+    for di, domain in enumerate(doms):
+        m_dom = model if domain == "stft" else model.in_feature_domain()
+        m_dom.eval()
+        dom_names = names_for(domain)
+        if not dom_names:
+            continue
+        t0 = time.time()
+        dd = DomainData(model=model, domain=domain, data=data, config=cfg, stft=stft, data_root=root, memo=memo,
+                        seed=seed, progress=progress)
+        mrows = build_rows(dom_names, m_dom, domain, cfg, dd, cache, seed, progress, log)
+        if not any(get_method(n).kind == "learned" for d in doms[di + 1 :] for n in names_for(d)):
+            memo.clear()  # fine-tuning pairs and feature-domain training inputs are no longer needed
+        timing["fit_seconds"] += time.time() - t0
+        domain_rows[domain] = mrows
+        for r in mrows:
+            mask_rules.setdefault(r.name, r.mask_rule)
+            if r.kind == "learned" and r.info:
+                fits[f"{r.base} ({domain})"] = r.info
+        t0 = time.time()
+        label = domain_label(model, domain)
+        bar = tqdm(total=len(conds) * len(mrows), desc=f"evaluating [{label}]", disable=not progress)
+        for ci, cond in enumerate(conds):
+            s = sets[cond.name]
+            X_dom = s.X if domain == "stft" else to_features(model, s.X)
+            gt_info = None
+            g = gts[cond.name]
+            if g is not None:
+                target_w, rest_w, _ = g
+                Xt = stft.analyze(target_w, allow_silent=True)[0]
+                Xr = stft.analyze(rest_w, allow_silent=True)[0]
+                if domain == "mel":
+                    Xt, Xr = to_features(model, Xt), to_features(model, Xr)
+                gt_info = {"target_wave": target_w, "oracle": oracle_mask(Xt, Xr)}
+            listen = None
+            if domain == "stft":
+                n_samples = s.waveform.shape[-1]
+
+                def listen(M: Tensor, s: SpectrogramSet = s, n: int = n_samples) -> Tensor:
+                    return torch.cat([stft.listen(s.X[i : i + 32], s.phase[i : i + 32], M[i : i + 32], length=n)
+                                      for i in range(0, M.shape[0], 32)])
+            for r in mrows:
+                masks, ms = attribute_rows(r, X_dom, bs, f"{r.name} [{domain}/{cond.name}]", progress)
+                per = evaluate_masks(m_dom, X_dom, masks, batch_size=32, gt=gt_info, listen=listen,
+                                     quantus_mode=cfg.quantus, log=log, quantus_check=ci == 0, row=r, seed=seed)
+                aggs = {k: aggregate(v, seed=seed) for k, v in per.items()}
+                rows.append({
+                    "suite": suite, "domain": domain, "domain_label": label, "condition": cond.name,
+                    "condition_label": cond.label, "snr_db": cond.snr_db, "method": r.name, "base_method": r.base,
+                    "kind": r.kind, "n": int(X_dom.shape[0]), "ms_per_clip": ms, "metrics": aggs,
+                })
+                per_sample[f"{domain}|{cond.name}|{r.name}"] = {k: [round(float(x), 6) for x in v]
+                                                                  for k, v in per.items()}
+                if ex_idx:
+                    ex_masks[(domain, cond.name, r.name)] = masks[ex_idx].clone()
+                log(f"[benchmark] {label:>13} | {cond.name:>9} | {r.name:<16} "
+                    f"AI {aggs['AI']['mean']:6.2f} AD {aggs['AD']['mean']:6.2f} FF {aggs['FF']['mean']:6.3f} "
+                    f"Fid-In {aggs['FidIn']['mean']:5.3f} MM {aggs['MM']['mean']:5.3f} {ms:7.1f} ms/clip")
+                del masks
+                bar.update(1)
+        bar.close()
+        timing[f"evaluate_{domain}_seconds"] = time.time() - t0
+        timing["evaluate_seconds"] += time.time() - t0
+
+    # --- analyses (the sanity check first) --------------------------------------------------------------
+    actx = AnalysisContext(model=model, stft=stft, config=cfg, test=test, rows=domain_rows, out_dir=out, seed=seed,
+                           progress=progress, log=log, skipped=skipped)
+    analyses: Dict[str, Any] = {}
+    wanted = (["sanity"] if cfg.sanity.enabled else []) + [a for a in cfg.analyses if a != "sanity"]
+    for name in wanted:
+        t0 = time.time()
+        res = ANALYSES[name].run(actx)
+        if res is not None:
+            analyses[name] = res
+        timing[f"{name}_seconds"] = time.time() - t0
+
+    # --- examples (pictures and audio) ----------------------------------------------------------------
+    examples = []
+    if out is not None and ex_idx:
+        t0 = time.time()
+        examples = write_examples(out, out / "media", model, stft, test, conds, sets, gts, ex_idx, ex_masks,
+                                  with_mel=bool(cfg.report.mel_examples), progress=progress)
+        timing["examples_seconds"] = time.time() - t0
+
+    timing["total_seconds"] = time.time() - t_start
+    snr_used = {c.name: c.snr_db for c in conds if c.contaminated}
+    any_gt = any(c.get("ground_truth") for c in cond_info)
+    stft_rows = domain_rows.get("stft", [])
+    results: Dict[str, Any] = {
+        "suite": suite,
+        "description": cfg.description,
+        "notes": cfg.notes,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "n_test": len(test),
+        "snr_preset": cfg.snr_preset if cfg.snr_db is None else None,
+        "snr_db": snr_used,
+        "conditions": cond_info,
+        "domains": [{"name": d, "label": domain_label(model, d)} for d in doms],
+        "methods": [r.name for r in stft_rows] or list(dict.fromkeys(r["method"] for r in rows)),
+        "mask_rules": mask_rules,
+        "fits": fits,
+        "classifier": dict(classifier_info or {}),
+        "rows": rows,
+        "sanity": analyses.pop("sanity", None),
+        "analyses": analyses,
+        "examples": examples,
+        "timing": {k: round(v, 2) for k, v in timing.items()},
+        "skipped": skipped,
+        "ground_truth_note": (
+            "Ground truth (SI-SDR of the listenable explanation vs the true source; precision/recall of mask ≥ 0.5 "
+            "vs the oracle mask where the true source dominates): " +
+            "; ".join(f"{c['name']}: {c['ground_truth']}" for c in cond_info if c.get("ground_truth"))
+        ) if any_gt else "",
+        "config": cfg.to_dict(),
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "python": platform.python_version(), "machine": platform.machine()},
+    }
+    if out is not None:
+        paths = write_report(results, out, per_sample=per_sample)
+        log(f"[benchmark] wrote {', '.join(str(p) for p in paths.values())}")
+    return results
+
+
+__all__ = ["run_benchmark", "evaluate_masks", "build_rows", "attribute_rows", "DomainData", "AnalysisContext",
+           "to_features", "domain_label", "progress_log", "example_indices", "DOMAINS"]

@@ -1,0 +1,325 @@
+r"""The method registry: what the harness, the command line and the reports know about methods.
+
+Every method the benchmark can run — each Captum baseline, GradCAM++, L-MAC, L-MAC fine-tuned, L2I
+(one row per relevance threshold), LMAC-ZS, and methods registered from user code — is one
+:class:`MethodSpec`. A spec declares:
+
+- its ``name`` and a one-line ``description``;
+- its configuration ``section`` (a :class:`~captum_lmac.benchmark.schema.Section` dataclass, the
+  suite's ``"<name>"`` entry) if it has settings beyond ``method_options``;
+- whether it is fitted (``fit``) and how a fitted explainer is cached (``cache_key``, ``load``;
+  :class:`InterpreterCache` stores it with the explainer's own ``save``);
+- how its output becomes table rows (``rows``): one or more :class:`Row` objects, each with an
+  ``attribute(X) -> mask`` in [0, 1] on the input grid and — for explanations that are not a
+  plain spectrogram mask — ``masked(X, M) -> (X_in, X_out)``, the masked-in and masked-out inputs.
+
+Adding a method is one file (the method) plus one :func:`register_method` call; the harness reads
+nothing else. Examples::
+
+    >>> register_method(MethodSpec(
+    ...     name="my_method", description="my learned method", fit=fit_fn, load=load_fn,
+    ...     rows=lambda ctx, obj: [Row(name="my_method", base="my_method", domain=ctx.domain,
+    ...                                attribute=obj.attribute, kind="learned")]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+
+import torch
+from torch import Tensor, nn
+
+from .._utils import to_jsonable
+from ..errors import CheckpointError, InputError
+from .schema import Section, suggest, to_dict
+
+Explainer = Callable[[nn.Module, Tensor, Tensor], Tensor]
+"""``explain(model, X, target) -> mask``: a method recomputed on another (randomised) classifier."""
+
+
+@dataclass
+class Row:
+    """One row of the result tables.
+
+    Attributes:
+        name: Row name (e.g. ``"gradcam"``, ``"lmac"``, ``"l2i (RT=0.2)"``).
+        base: The registry name it comes from (``"l2i"`` for every L2I row).
+        domain: ``"stft"`` or ``"mel"``.
+        attribute: ``X -> mask`` (N, 1, F, T) in [0, 1] explaining the model's decision on X.
+        kind: ``"baseline"`` or ``"learned"``.
+        mask_rule: How the method's output becomes the mask.
+        info: Fit information (seconds, best epoch, validation scores, cache file) for reports.
+        explainer: ``explain(model, X, target) -> mask`` on another classifier of the same
+            architecture (the cascading-randomisation check); None if not applicable.
+        method: The fitted explainer object behind the row (method-specific metrics read it).
+        options: Row-specific options (e.g. ``{"threshold": 0.2}``).
+        masked: ``(X, M) -> (X_in, X_out)`` when the explanation is not ``M ⊙ X`` / ``(1 − M) ⊙ X``.
+    """
+
+    name: str
+    base: str
+    domain: str
+    attribute: Callable[[Tensor], Tensor]
+    kind: str = "baseline"
+    mask_rule: str = ""
+    info: Dict[str, Any] = field(default_factory=dict)
+    explainer: Optional[Explainer] = None
+    method: Any = None
+    options: Dict[str, Any] = field(default_factory=dict)
+    masked: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]] = None
+
+
+@dataclass
+class MethodContext:
+    """What a spec sees when it is built, fitted or loaded for one domain of one run.
+
+    Attributes:
+        name: The method name being built.
+        model: The classifier in this domain's input (``model`` or ``model.in_feature_domain()``).
+        domain: ``"stft"`` or ``"mel"``.
+        config: The whole suite configuration (:class:`~captum_lmac.benchmark.config.SuiteConfig`).
+        section: This method's configuration section (None without one).
+        options: ``config.method_options[name]`` (keyword arguments of a baseline).
+        data: Lazy access to training data in this domain (:class:`~captum_lmac.benchmark.harness.DomainData`).
+        cache: Where fitted explainers are stored.
+        fitted: Explainers fitted so far in this domain, by method name.
+        obtain: ``obtain(name)`` → the fitted explainer of another learned method in this domain
+            (fitted or loaded on first use; ``lmac_ft`` starts from ``lmac``'s decoder).
+        seed, progress, log: Run settings.
+    """
+
+    name: str
+    model: nn.Module
+    domain: str
+    config: Any
+    section: Any = None
+    options: Dict[str, Any] = field(default_factory=dict)
+    data: Any = None
+    cache: Optional["InterpreterCache"] = None
+    fitted: Dict[str, Any] = field(default_factory=dict)
+    obtain: Optional[Callable[[str], Any]] = None
+    seed: int = 0
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class MethodSpec:
+    """The declaration of one benchmark method (see the module documentation).
+
+    Attributes:
+        name: Registry name (``--methods`` and config ``methods`` use it).
+        rows: ``rows(ctx, fitted) -> list of Row`` (``fitted`` is None for a method without ``fit``).
+        description: One line for listings and reports.
+        kind: ``"baseline"`` or ``"learned"``.
+        section: Configuration section dataclass (None: the method has no section).
+        fit: ``fit(ctx) -> explainer`` for a learned method (None: nothing to fit).
+        load: ``load(path, ctx) -> explainer`` reading what the explainer's ``save(path)`` wrote.
+        cache_key: ``cache_key(ctx) -> dict``: the settings a cached explainer must have been
+            fitted with to be reused (default: the section, the domain and the seed).
+        feature_domain: Whether it can run in the classifier's feature ("mel") domain.
+    """
+
+    name: str
+    rows: Callable[[MethodContext, Any], List[Row]]
+    description: str = ""
+    kind: str = "baseline"
+    section: Optional[Type[Section]] = None
+    fit: Optional[Callable[[MethodContext], Any]] = None
+    load: Optional[Callable[[Path, MethodContext], Any]] = None
+    cache_key: Optional[Callable[[MethodContext], Dict[str, Any]]] = None
+    feature_domain: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError("a method name must be a non-empty string")
+        if not callable(self.rows):
+            raise InputError(f"method {self.name!r}: rows must be callable (ctx, fitted) -> list of Row")
+        if self.fit is not None and self.load is None:
+            raise InputError(f"method {self.name!r}: a fitted method needs load(path, ctx) for the interpreter cache")
+        if self.kind not in ("baseline", "learned"):
+            raise InputError(f"method {self.name!r}: kind must be 'baseline' or 'learned', got {self.kind!r}")
+
+
+METHODS: Dict[str, MethodSpec] = {}
+"""Registered methods by name, in registration order."""
+
+_FALLBACKS: List[Callable[[str], Optional[MethodSpec]]] = []
+
+
+def register_method(spec: MethodSpec, overwrite: bool = False) -> MethodSpec:
+    """Add ``spec`` to the registry (the harness, the command line and the reports then know it)."""
+    if not isinstance(spec, MethodSpec):
+        raise InputError(f"register_method takes a MethodSpec, got {type(spec).__name__}")
+    if spec.name in METHODS and not overwrite:
+        raise InputError(f"method {spec.name!r} is already registered; pass overwrite=True to replace it")
+    METHODS[spec.name] = spec
+    return spec
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (tests and notebooks that register toy methods clean up with it)."""
+    METHODS.pop(name, None)
+
+
+def register_fallback(resolve: Callable[[str], Optional[MethodSpec]]) -> None:
+    """Add a resolver for names that are not registered (e.g. any ``captum.attr`` class name)."""
+    _FALLBACKS.append(resolve)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec of ``name``: a registered method, else one a fallback resolver builds.
+
+    Raises:
+        InputError: for an unknown name, listing the registered ones.
+    """
+    if name in METHODS:
+        return METHODS[name]
+    for resolve in _FALLBACKS:
+        spec = resolve(name)
+        if spec is not None:
+            return spec
+    raise InputError(f"unknown method {name!r}{suggest(name, list(METHODS))}; registered methods: "
+                     f"{', '.join(METHODS)} (or any captum.attr class name, or register_method() your own)")
+
+
+def method_names(kind: Optional[str] = None) -> List[str]:
+    """Registered method names (optionally only ``"baseline"`` or ``"learned"`` ones)."""
+    return [n for n, s in METHODS.items() if kind is None or s.kind == kind]
+
+
+def section_types() -> Dict[str, Type[Section]]:
+    """Configuration section of every registered method that has one, by method name."""
+    return {n: s.section for n, s in METHODS.items() if s.section is not None}
+
+
+# --- suite-level analyses ----------------------------------------------------------------------------
+
+
+@dataclass
+class AnalysisSpec:
+    """A suite-level check run after the per-clip metrics (e.g. cascading randomisation).
+
+    ``run(ctx)`` gets an :class:`~captum_lmac.benchmark.harness.AnalysisContext` and returns a
+    JSON-able dict stored under ``results["analyses"][name]`` (None: nothing to report);
+    ``markdown(result)`` renders it for ``results.md`` and the HTML report.
+    """
+
+    name: str
+    run: Callable[[Any], Optional[Dict[str, Any]]]
+    description: str = ""
+    markdown: Optional[Callable[[Dict[str, Any]], str]] = None
+
+
+ANALYSES: Dict[str, AnalysisSpec] = {}
+"""Registered analyses by name."""
+
+
+def register_analysis(spec: AnalysisSpec, overwrite: bool = False) -> AnalysisSpec:
+    """Add a suite-level analysis (a suite lists it in ``analyses``)."""
+    if not isinstance(spec, AnalysisSpec):
+        raise InputError(f"register_analysis takes an AnalysisSpec, got {type(spec).__name__}")
+    if spec.name in ANALYSES and not overwrite:
+        raise InputError(f"analysis {spec.name!r} is already registered; pass overwrite=True to replace it")
+    ANALYSES[spec.name] = spec
+    return spec
+
+
+# --- the interpreter cache ----------------------------------------------------------------------------
+
+INFO_KEYS = ("cache_file", "pairs_description")
+"""Entries stored with a fit that are not part of its cache key."""
+
+
+def history_summary(hist: Dict[str, Any]) -> Dict[str, Any]:
+    """Compact fit information: best epoch, time, and the validation scores at the best epoch."""
+    out: Dict[str, Any] = {}
+    best = hist.get("best_epoch")
+    if best is not None:
+        out["best_epoch"] = int(best)
+    for k in ("seconds", "dictionary_seconds", "decoder_parameters"):
+        if k in hist:
+            out[k] = round(float(hist[k]), 2) if k != "decoder_parameters" else int(hist[k])
+    for k, v in hist.items():
+        if k.startswith("val_") and isinstance(v, list) and v:
+            i = best if isinstance(best, int) and 0 <= best < len(v) else len(v) - 1
+            out[k] = round(float(v[i]), 4) if v[i] is not None else None
+    if isinstance(hist.get("loss"), list):
+        out["epochs_run"] = len(hist["loss"])
+    return out
+
+
+class InterpreterCache:
+    """Where fitted explainers are stored (``<dir>/<suite>_<method>[_<domain>].pt``) and whether a
+    stored one may be reused: it must load for this classifier (its ``load`` raises
+    :class:`~captum_lmac.errors.CheckpointError` otherwise) *and* have been fitted with the same
+    settings (kept in the explainer's history under ``"benchmark"``)."""
+
+    def __init__(self, directory: Optional[Path], suite: str, refit: bool = False, log: Callable[[str], None] = print):
+        self.directory = Path(directory) if directory is not None else None
+        self.suite = suite
+        self.refit = refit
+        self.log = log
+
+    def path(self, method: str, domain: str) -> Optional[Path]:
+        if self.directory is None:
+            return None
+        suffix = "" if domain == "stft" else f"_{domain}"
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in method)
+        return self.directory / f"{self.suite}_{safe}{suffix}.pt"
+
+    @staticmethod
+    def _key(key: Dict[str, Any]) -> Any:
+        return to_jsonable({k: v for k, v in key.items() if k not in INFO_KEYS})
+
+    def get(self, spec: MethodSpec, ctx: MethodContext, key: Dict[str, Any]) -> Optional[Any]:
+        """The cached explainer of ``spec`` fitted with ``key``, or None."""
+        path = self.path(spec.name, ctx.domain)
+        if path is None or self.refit or not path.is_file():
+            return None
+        try:
+            obj = spec.load(path, ctx)
+        except CheckpointError as exc:
+            self.log(f"[benchmark] cached {spec.name} ({ctx.domain}) not reusable, refitting: {exc}")
+            return None
+        stored = self._key((getattr(obj, "history", None) or {}).get("benchmark") or {})
+        if stored != self._key(key):
+            self.log(f"[benchmark] cached {path.name} was fitted with other settings; refitting")
+            return None
+        self.log(f"[benchmark] reusing {path}")
+        return obj
+
+    def put(self, obj: Any, spec: MethodSpec, ctx: MethodContext, key: Dict[str, Any]) -> Optional[Path]:
+        """Record ``key`` in the explainer's history and save it (when the cache has a folder)."""
+        path = self.path(spec.name, ctx.domain)
+        key = dict(key, cache_file=str(path) if path else None)
+        obj.history = dict(getattr(obj, "history", None) or {})
+        obj.history["benchmark"] = to_jsonable(key)
+        if path is None:
+            return None
+        return obj.save(path)
+
+    def get_or_fit(self, spec: MethodSpec, ctx: MethodContext) -> Any:
+        """The explainer of a learned spec: from the cache if reusable, else fitted and cached."""
+        key = spec.cache_key(ctx) if spec.cache_key is not None else default_cache_key(ctx)
+        obj = self.get(spec, ctx, key)
+        if obj is None:
+            obj = spec.fit(ctx)
+            extra = {k: v for k, v in ((getattr(obj, "history", None) or {}).get("benchmark") or {}).items()
+                     if k in INFO_KEYS}
+            self.put(obj, spec, ctx, {**key, **extra})
+        return obj
+
+
+def default_cache_key(ctx: MethodContext) -> Dict[str, Any]:
+    """The settings a cached explainer must share: method, domain, section, training-set size, seed."""
+    return {"method": ctx.name, "domain": ctx.domain, "section": to_dict(ctx.section),
+            "n_train": getattr(ctx.config, "n_train", None), "seed": ctx.seed}
+
+
+__all__ = ["Row", "MethodContext", "MethodSpec", "METHODS", "register_method", "unregister_method",
+           "AnalysisSpec", "ANALYSES", "register_analysis",
+           "register_fallback", "get_method", "method_names", "section_types", "InterpreterCache",
+           "history_summary", "default_cache_key", "INFO_KEYS", "Explainer"]
