@@ -15,7 +15,6 @@ from .._utils import TargetType, eval_mode, format_target
 from ..errors import CheckpointError, InputError
 from ..nn.decoders import TextConditionedMaskDecoder, layer_shape_spec
 from ..nn.zeroshot import TextEncoder, ZeroShotClassifier, check_prompts, encode_texts
-from .._utils import TargetType, eval_mode, format_target
 from ._hooks import LayerSpec
 from ._learned import FitPlan, LearnedAttribution, unpack_inputs
 from .lmac import apply_mask

@@ -6,7 +6,7 @@ Everything is written atomically into the report folder, so the page works offli
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import matplotlib
 

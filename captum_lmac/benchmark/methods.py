@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import captum.attr
@@ -40,12 +39,11 @@ from .registry import (
     MethodContext,
     MethodSpec,
     Row,
-    default_cache_key,
     history_summary,
     register_fallback,
     register_method,
 )
-from .schema import Section, to_dict
+from .schema import Section
 
 
 # --- shared helpers ----------------------------------------------------------------------------------

@@ -17,9 +17,6 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
-from torch import Tensor
 
 from .._io import atomic_write
 from .._utils import to_jsonable

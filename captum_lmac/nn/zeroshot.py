@@ -75,18 +75,15 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .._io import load_checkpoint, save_checkpoint
 from ..audio import STFT, LogMel
-from ..errors import CheckpointError, DataNotFoundError, InputError
+from ..errors import DataNotFoundError, InputError
 from .classifier import SpectrogramClassifier
 from .cnn import CompactCNN
 

@@ -1,6 +1,5 @@
 """L-MAC: fit, attribute, fine-tune, Captum/Quantus interplay, save/load."""
 
-import warnings
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """LMAC-ZS on a toy zero-shot model (deterministic word-vector text encoder, tiny audio CNN)."""
 
-import zlib
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 from captum_lmac.attr import LMACZS
 from captum_lmac.errors import CheckpointError, InputError, NotFittedError
 from captum_lmac.nn.zeroshot import ZeroShotClassifier
-from toys import DIM, TinyAudio, WordVectors
+from toys import TinyAudio, WordVectors
 
 
 PROMPTS = ["this is the sound of dog", "this is the sound of rain", "this is the sound of a siren"]

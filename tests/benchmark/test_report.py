@@ -6,7 +6,6 @@ import math
 import re
 from html.parser import HTMLParser
 
-import pytest
 import soundfile as sf
 
 from captum_lmac.benchmark.report import best_rows, fmt, markdown, summary_value, table_groups
