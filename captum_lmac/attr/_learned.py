@@ -221,8 +221,12 @@ class LearnedAttribution(Attribution):
         return hist
 
     # ------------------------------------------------------------------ persistence
+    #: Constructor arguments stored in a checkpoint (as attributes of the same names).
+    init_keys: Tuple[str, ...] = ()
+
     def _config(self) -> Dict[str, Any]:
-        raise NotImplementedError
+        """The stored configuration: the constructor arguments and the decoder's own ``config()``."""
+        return {"init": {k: getattr(self, k) for k in self.init_keys}, "decoder": self._require_fitted().config()}
 
     def _build(self, config: Dict[str, Any]) -> None:
         raise NotImplementedError

@@ -99,6 +99,7 @@ class L2I(LearnedAttribution):
     kind = "l2i"
     history_keys = ("loss", "fidelity", "nmf", "l1", "fid_acc")
     progress_keys = ("loss", "fid_acc", "nmf")
+    init_keys = ("n_components", "hidden", "activation", "sequence_layout")
 
     def __init__(
         self,
@@ -132,13 +133,6 @@ class L2I(LearnedAttribution):
         self.sequence_layout = sequence_layout
 
     # ------------------------------------------------------------------ persistence
-    def _config(self) -> Dict[str, Any]:
-        return {
-            "init": {"n_components": self.n_components, "hidden": self.hidden, "activation": self.activation,
-                     "sequence_layout": self.sequence_layout},
-            "decoder": self._require_fitted().config(),
-        }
-
     def _build(self, config: Dict[str, Any]) -> None:
         self.decoder = L2INet(**config["decoder"])
 

@@ -71,6 +71,7 @@ class LMAC(LearnedAttribution):
     kind = "lmac"
     history_keys = ("loss", "in", "out", "l1", "guidance", "guided_fraction", "mask_mean")
     progress_keys = ("loss", "fid_in", "mask_mean")
+    init_keys = ("hidden", "use_input", "mask_domain", "sequence_layout")
 
     def __init__(
         self,
@@ -92,13 +93,6 @@ class LMAC(LearnedAttribution):
         self.sequence_layout = sequence_layout
 
     # ------------------------------------------------------------------ decoder
-    def _config(self) -> Dict[str, Any]:
-        return {
-            "init": {"hidden": self.hidden, "use_input": self.use_input, "mask_domain": self.mask_domain,
-                     "sequence_layout": self.sequence_layout},
-            "decoder": self._require_fitted().config(),
-        }
-
     def _build(self, config: Dict[str, Any]) -> None:
         d = config["decoder"]
         self.decoder = MaskDecoder(

@@ -100,6 +100,7 @@ class LMACZS(LearnedAttribution):
     progress_keys = ("loss", "mm_own", "mm_other")
     load_options = ("check_text_encoder",)
     fitted_for = "audio encoder"
+    init_keys = ("hidden", "use_input", "mask_domain", "sequence_layout", "film")
 
     def __init__(
         self,
@@ -168,15 +169,11 @@ class LMACZS(LearnedAttribution):
 
     # ------------------------------------------------------------------ decoder
     def _config(self) -> Dict[str, Any]:
-        decoder = self._require_fitted()
-        return {
-            "init": {"hidden": self.hidden, "use_input": self.use_input, "mask_domain": self.mask_domain,
-                     "sequence_layout": self.sequence_layout, "film": self.film},
-            "decoder": decoder.config(),
-            "text": {"dim": int(decoder.cond_dim), "probe": _text_probe(self.embed_text(list(PROBE_TEXTS))),
-                     "probe_texts": list(PROBE_TEXTS)},
-            "prompts": self.prompts,
-        }
+        config = super()._config()
+        config["text"] = {"dim": int(self.decoder.cond_dim), "probe": _text_probe(self.embed_text(list(PROBE_TEXTS))),
+                          "probe_texts": list(PROBE_TEXTS)}
+        config["prompts"] = self.prompts
+        return config
 
     def _build(self, config: Dict[str, Any]) -> None:
         d = config["decoder"]

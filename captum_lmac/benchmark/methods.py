@@ -168,19 +168,29 @@ def _lmac_layers(ctx: MethodContext) -> List[str]:
     return list(ctx.section.layers or default_layers(ctx.model))
 
 
-def _lmac_key(ctx: MethodContext) -> Dict[str, Any]:
+def layered_key(ctx: MethodContext, layers: List[str]) -> Dict[str, Any]:
+    """Cache key of a method with hooked ``layers`` and ``init`` / ``fit`` settings in its section."""
     s = ctx.section
-    return {"method": "lmac", "domain": ctx.domain, "layers": _lmac_layers(ctx), "init": dict(s.init),
+    return {"method": ctx.name, "domain": ctx.domain, "layers": list(layers), "init": dict(s.init),
             "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
 
 
-def _lmac_fit(ctx: MethodContext) -> LMAC:
+def fit_on_training_split(cls: type, ctx: MethodContext, layers: List[str]) -> Any:
+    """``cls(model, layers, **section.init).fit(training clips, val=validation clips, **section.fit)``."""
     fit = fit_settings(ctx.section, ctx.domain)
     X = _limit(ctx.data.train_X(), ctx.config.n_train)
-    ctx.log(f"[benchmark] fitting LMAC ({ctx.domain}) on {X.shape[0]} clips: {fit}")
-    obj = LMAC(ctx.model, _lmac_layers(ctx), **ctx.section.init)
+    ctx.log(f"[benchmark] fitting {cls.__name__} ({ctx.domain}) on {X.shape[0]} clips: {fit}")
+    obj = cls(ctx.model, layers, **ctx.section.init)
     obj.fit(X, val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
     return obj
+
+
+def _lmac_key(ctx: MethodContext) -> Dict[str, Any]:
+    return layered_key(ctx, _lmac_layers(ctx))
+
+
+def _lmac_fit(ctx: MethodContext) -> LMAC:
+    return fit_on_training_split(LMAC, ctx, _lmac_layers(ctx))
 
 
 def _lmac_explainer(obj: LMAC):
@@ -278,18 +288,11 @@ def _l2i_layers(ctx: MethodContext) -> List[str]:
 
 
 def _l2i_key(ctx: MethodContext) -> Dict[str, Any]:
-    s = ctx.section
-    return {"method": "l2i", "domain": ctx.domain, "layers": _l2i_layers(ctx), "init": dict(s.init),
-            "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
+    return layered_key(ctx, _l2i_layers(ctx))
 
 
 def _l2i_fit(ctx: MethodContext) -> L2I:
-    fit = fit_settings(ctx.section, ctx.domain)
-    X = _limit(ctx.data.train_X(), ctx.config.n_train)
-    ctx.log(f"[benchmark] fitting L2I ({ctx.domain}) on {X.shape[0]} clips: {fit}")
-    obj = L2I(ctx.model, _l2i_layers(ctx), **ctx.section.init)
-    obj.fit(X, val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
-    return obj
+    return fit_on_training_split(L2I, ctx, _l2i_layers(ctx))
 
 
 def _l2i_rows(ctx: MethodContext, obj: L2I) -> List[Row]:

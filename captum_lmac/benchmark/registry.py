@@ -148,14 +148,18 @@ METHODS: Dict[str, MethodSpec] = {}
 _FALLBACKS: List[Callable[[str], Optional[MethodSpec]]] = []
 
 
+def _register(table: Dict[str, Any], spec: Any, cls: type, what: str, overwrite: bool) -> Any:
+    if not isinstance(spec, cls):
+        raise InputError(f"register_{what} takes a {cls.__name__}, got {type(spec).__name__}")
+    if spec.name in table and not overwrite:
+        raise InputError(f"{what} {spec.name!r} is already registered; pass overwrite=True to replace it")
+    table[spec.name] = spec
+    return spec
+
+
 def register_method(spec: MethodSpec, overwrite: bool = False) -> MethodSpec:
     """Add ``spec`` to the registry (the harness, the command line and the reports then know it)."""
-    if not isinstance(spec, MethodSpec):
-        raise InputError(f"register_method takes a MethodSpec, got {type(spec).__name__}")
-    if spec.name in METHODS and not overwrite:
-        raise InputError(f"method {spec.name!r} is already registered; pass overwrite=True to replace it")
-    METHODS[spec.name] = spec
-    return spec
+    return _register(METHODS, spec, MethodSpec, "method", overwrite)
 
 
 def unregister_method(name: str) -> None:
@@ -218,12 +222,7 @@ ANALYSES: Dict[str, AnalysisSpec] = {}
 
 def register_analysis(spec: AnalysisSpec, overwrite: bool = False) -> AnalysisSpec:
     """Add a suite-level analysis (a suite lists it in ``analyses``)."""
-    if not isinstance(spec, AnalysisSpec):
-        raise InputError(f"register_analysis takes an AnalysisSpec, got {type(spec).__name__}")
-    if spec.name in ANALYSES and not overwrite:
-        raise InputError(f"analysis {spec.name!r} is already registered; pass overwrite=True to replace it")
-    ANALYSES[spec.name] = spec
-    return spec
+    return _register(ANALYSES, spec, AnalysisSpec, "analysis", overwrite)
 
 
 # --- the interpreter cache ----------------------------------------------------------------------------
