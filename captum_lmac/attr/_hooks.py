@@ -92,7 +92,8 @@ class Hook:
             raise InputError(f"Hook layout must be one of {list(LAYOUTS)} or None, got {self.layout!r}")
         d = self.drop_tokens
         pair = (d, 0) if isinstance(d, int) and not isinstance(d, bool) else d
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(v, int) and v >= 0 for v in pair)):
+        ok = isinstance(pair, (tuple, list)) and len(pair) == 2
+        if not (ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair)):
             raise InputError(f"Hook drop_tokens must be an int >= 0 or a pair of them, got {d!r}")
         object.__setattr__(self, "drop_tokens", tuple(int(v) for v in pair) if pair[1] else int(pair[0]))
         if self.grid is not None:
@@ -218,9 +219,9 @@ def resolve_hooks(model: nn.Module, layers: Sequence[LayerSpec], layout: Optiona
     by_module = {id(m): n for n, m in model.named_modules()}
     out = []
     for spec in layers:
-        hook = spec if isinstance(spec, Hook) else Hook(spec, layout=layout) if isinstance(spec, (str, nn.Module)) else None
-        if hook is None:
+        if not isinstance(spec, (Hook, str, nn.Module)):
             raise InputError(f"layers must be nn.Module, str or Hook, got {type(spec).__name__}")
+        hook = spec if isinstance(spec, Hook) else Hook(spec, layout=layout)
         module, name = _resolve_one(model, hook.layer, by_module)
         out.append(ResolvedHook(module, name, hook))
     return out
@@ -727,6 +728,9 @@ def auto_layers(model: nn.Module, example_input: Union[Tensor, Tuple[Any, ...]],
     maps: List[Tuple[int, Tuple[int, ...]]] = []
     rows: List[Dict[str, Any]] = []
     skipped: Dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
     groups: Dict[int, List[Dict[str, Any]]] = {}
     layout_of: Dict[int, str] = {}  # id of a picked output tensor → the layout it was read with
     for name, rec in sorted(records.items(), key=lambda kv: kv[1]["end"]):
@@ -743,15 +747,15 @@ def auto_layers(model: nn.Module, example_input: Union[Tensor, Tuple[Any, ...]],
             layout_of[id(t)] = layout
             h = normalize_output(rec["out"], batch, row["hook"], module, name)
         except Exception:  # noqa: BLE001 - an unreadable output is simply not a candidate
-            skipped["output not readable as a map or sequence"] = skipped.get("output not readable as a map or sequence", 0) + 1
+            skip("output not readable as a map or sequence")
             continue
         if h.dim() == 4:
             maps.append((rec["end"], tuple(h.shape)))
         if rec["end"] < first_param:
-            skipped["front end"] = skipped.get("front end", 0) + 1
+            skip("front end")
             continue
         if isinstance(module, _PASS_THROUGH):
-            skipped["normalisation / dropout / identity"] = skipped.get("normalisation / dropout / identity", 0) + 1
+            skip("normalisation / dropout / identity")
             continue
         if t.dim() == 3 and layout == "NTC" and h.dim() == 3 and t.shape[0] == batch:
             g = _infer_grid(t, rec["start"], maps)
@@ -759,7 +763,7 @@ def auto_layers(model: nn.Module, example_input: Union[Tensor, Tuple[Any, ...]],
                 row["hook"] = dataclasses.replace(row["hook"], drop_tokens=g[0], grid=(g[1], -1))
                 h = normalize_output(rec["out"], batch, row["hook"], module, name)
         if h.shape[-1] < 2:
-            skipped["no time axis of length >= 2"] = skipped.get("no time axis of length >= 2", 0) + 1
+            skip("no time axis of length >= 2")
             continue
         row.update(shape=tuple(h.shape), resolution=(int(h.shape[2]) if h.dim() == 4 else 1, int(h.shape[-1])))
         groups.setdefault(id(t), []).append(row)

@@ -18,6 +18,15 @@ from captum_lmac.attr._hooks import (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP oversubscription on the shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class FakeModelOutput(OrderedDict):
     def __getattr__(self, k):
         try:
@@ -209,7 +218,8 @@ def test_resolve_layers_keeps_its_contract_and_accepts_hooks():
     assert mods == [net.block1, net.gru, net.fc] and names == ["block1", "gru", "fc"]
     with pytest.raises(InputError, match="at least one"):
         resolve_layers(net, [])
-    assert [h.hook.layout for h in resolve_hooks(net, ["gru", Hook("fc", layout="NCT")], layout="NTC")] == ["NTC", "NCT"]
+    hooks = resolve_hooks(net, ["gru", Hook("fc", layout="NCT")], layout="NTC")
+    assert [h.hook.layout for h in hooks] == ["NTC", "NCT"]
 
 
 def test_recorder_normalises_hooks_and_keeps_legacy_modules_raw():
@@ -265,7 +275,8 @@ class FlatCNN(nn.Module):
 
 def test_auto_layers_on_a_flat_cnn_takes_the_last_activation_of_each_resolution():
     names, why = auto_layers(FlatCNN(), torch.randn(1, 1, 16, 32), n=3)
-    assert names == ["body.1", "body.4", "body"]  # the last activation at each resolution (the Sequential ends the last)
+    # the last activation at each resolution (the Sequential itself ends the last one)
+    assert names == ["body.1", "body.4", "body"]
     assert "front end: 1" in why and AUTO_RULE in why
     assert "chosen" in why and "same output as body" in why
 
