@@ -12,7 +12,8 @@ that also says how to read its output:
   ``last_hidden_state``, else its first tensor with the batch dimension; a tuple (``nn.GRU`` /
   ``nn.LSTM``: ``(output, h_n)``) its first tensor with the batch dimension.
 - **layout** of 3-D outputs — ``"NCT"`` (channels first, e.g. ``nn.Conv1d``), ``"NTC"`` (token
-  sequences, e.g. transformers) or ``"TNC"`` (batch second). Default: inferred from the module —
+  sequences, e.g. transformers) or ``"TNC"`` (batch second); of 4-D outputs — ``"NCFT"`` (default)
+  or ``"NCTF"`` (time before frequency, as in PANNs, whose conv blocks output (N, C, T', F')). Default: inferred from the module —
   ``"NTC"`` for batch-first ``nn.RNN/GRU/LSTM``, ``nn.TransformerEncoder(Layer)`` and
   ``nn.MultiheadAttention``, for ``nn.Linear`` / ``nn.LayerNorm`` / ``nn.Embedding`` and for a
   module whose last registered shape-defining sub-layer is one of those, and for a picked
@@ -50,8 +51,10 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 
-LAYOUTS = ("NCT", "NTC", "TNC")
-"""Layouts of 3-D hooked outputs: channels first, tokens (batch first), batch second."""
+LAYOUTS = ("NCT", "NTC", "TNC", "NCFT", "NCTF")
+"""Layouts of hooked outputs: 3-D channels first, tokens (batch first), batch second; 4-D maps with
+frequency before time (the default) or time before frequency (PANNs)."""
+_MAP_LAYOUTS = ("NCFT", "NCTF")
 
 PickSpec = Union[None, str, int, Callable[[Any], Tensor]]
 
@@ -64,7 +67,8 @@ class Hook:
         layer (str or nn.Module): Dotted name inside the model, or the module.
         pick: Which tensor of a tuple / dict / dataclass output (key, attribute name, index or
             callable). Default: see the module docstring.
-        layout (str, optional): ``"NCT"``, ``"NTC"`` or ``"TNC"`` for 3-D outputs (default: inferred).
+        layout (str, optional): ``"NCT"``, ``"NTC"`` or ``"TNC"`` for 3-D outputs (default:
+            inferred), ``"NCFT"`` (default) or ``"NCTF"`` for 4-D maps.
         drop_tokens (int or (int, int)): Tokens to drop from the front (and back) of the sequence.
         grid (tuple of int, optional): ``(F', T')`` of flattened patch tokens (one may be -1).
         fold (None, bool or int): Chunks folded into the batch: None = detect, int = chunks per
@@ -440,6 +444,11 @@ def normalize_output(
     t, key = _pick_tensor(out, hook.pick, batch_size, name)
     seen = f"{describe_output(out)}" + ("" if torch.is_tensor(out) else f" (picked {tuple(t.shape)})")
     layout = hook.layout or infer_layout(module, key)
+    if t.dim() == 3 and layout in _MAP_LAYOUTS:
+        raise InputError(f"hooked layer {name!r} returned {seen}, a 3-D output, but Hook layout={layout!r} is for "
+                         "4-D maps; use 'NCT', 'NTC' or 'TNC'")
+    if t.dim() == 4 and layout == "NCTF":
+        t = t.transpose(2, 3)
     if t.dim() == 3 and layout == "TNC":
         t, layout = t.transpose(0, 1), "NTC"
     if t.dim() not in (2, 3, 4):

@@ -75,6 +75,14 @@ def test_dicts_dataclasses_and_model_outputs():
     torch.testing.assert_close(normalize_output(v, 2), v.unsqueeze(-1))  # a vector: (N, C, 1)
 
 
+def test_time_before_frequency_maps_are_transposed():
+    m = torch.randn(2, 4, 10, 8)  # PANNs conv block: (N, C, T', F')
+    torch.testing.assert_close(normalize_output(m, 2, Hook("b", layout="NCTF")), m.transpose(2, 3))
+    torch.testing.assert_close(normalize_output(m, 2, Hook("b", layout="NTC")), m)  # a 3-D layout leaves maps alone
+    with pytest.raises(InputError, match="is for 4-D maps"):
+        normalize_output(torch.randn(2, 4, 10), 2, Hook("b", layout="NCTF"))
+
+
 def test_layout_inference_rule():
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 1, enable_nested_tensor=False)
     assert infer_layout(enc) == "NTC" and infer_layout(enc.layers[0]) == "NTC"
