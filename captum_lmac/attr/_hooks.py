@@ -585,11 +585,11 @@ AUTO_RULE = (
     "normalisation / dropout / identity layers, outputs without a time axis of length >= 2 and outputs that "
     "cannot be read; modules returning the very same tensor count once, under the highest-level name that is "
     "not a plain container (ModuleList / ModuleDict / an nn.Sequential of blocks); activations take the "
-    "layout of the layer that fed them; a token sequence of F'*T' + k tokens "
-    "(k <= 4) after an (N, C, F', T') map is read as that grid without its k leading tokens; per distinct "
-    "resolution (F', T') the highest-level module wins (the last to run on ties), the last n resolutions in "
-    "execution order are taken, topped up with the highest-level remaining modules (latest first) when there "
-    "are fewer than n; the result is in execution order (shallowest first)"
+    "layout of the layer that fed them; a sequence of F'*T' + k tokens (k <= 4) with the D channels of an "
+    "earlier (N, D, F', T') map (or any token sequence of that length) is read as that grid without its k "
+    "leading tokens; per distinct resolution (F', T') the highest-level module wins (the last to run on ties), "
+    "the last n resolutions in execution order are taken, topped up with the highest-level remaining modules "
+    "(latest first) when there are fewer than n; the result is in execution order (shallowest first)"
 )
 """The documented rule of :func:`auto_layers`."""
 
@@ -606,11 +606,15 @@ def _is_plain_container(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and any(len(list(c.children())) for c in module.children())
 
 
-def _is_elementwise(module: nn.Module) -> bool:
-    """Activations and pass-through layers: a 3-D output has the layout of their input."""
+def _is_elementwise(module: nn.Module, in_shape: Optional[tuple], out: Any) -> bool:
+    """Activations, pass-through layers, and parameter-free leaves that keep their input's shape
+    (e.g. HF ``GELUActivation``): their 3-D output has the layout of their input."""
     if isinstance(module, _SEQUENCE_MODULES):
         return False
-    return type(module).__module__ == "torch.nn.modules.activation" or isinstance(module, _PASS_THROUGH)
+    if type(module).__module__ == "torch.nn.modules.activation" or isinstance(module, _PASS_THROUGH):
+        return True
+    leaf = not any(True for _ in module.children()) and not any(True for _ in module.parameters())
+    return leaf and torch.is_tensor(out) and in_shape == tuple(out.shape)
 
 
 @dataclasses.dataclass
@@ -661,6 +665,7 @@ def _trace_modules(model: nn.Module, args: tuple) -> Dict[str, Dict[str, Any]]:
             rec = records.setdefault(name, {"calls": 0})
             rec["start"] = tick()
             rec["in_id"] = id(a[0]) if a and torch.is_tensor(a[0]) else None
+            rec["in_shape"] = tuple(a[0].shape) if a and torch.is_tensor(a[0]) else None
 
         def post(m, _a, out, name=name):
             rec = records[name]
@@ -681,15 +686,21 @@ def _owns_parameters(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
-def _infer_grid(t: Tensor, start: int, maps: List[Tuple[int, Tuple[int, ...]]]) -> Optional[Tuple[int, int, int]]:
-    """(drop, F', T') if the L tokens of ``t`` (N, L, C) are the patches of an earlier 4-D map."""
-    L = t.shape[1]
-    for end, shape in reversed(maps):
-        if end > start:
-            continue
-        f, tt = shape[2], shape[3]
-        if f > 1 and 0 <= L - f * tt <= 4:
-            return L - f * tt, f, tt
+def _infer_grid(t: Tensor, layout: str, maps: List[Tuple[int, ...]]) -> Optional[Tuple[str, int, int]]:
+    """(layout, leading tokens, F') if the 3-D output ``t`` holds the patches of an earlier (N, D, F', T') map.
+
+    First a sequence with the map's D channels in either layout and F'·T' + k tokens (k <= 4),
+    latest map first; then, for a sequence already read as tokens (NTC), F'·T' + k tokens alone.
+    """
+    grids = [(d, f, tt) for _, d, f, tt in reversed(maps) if f > 1]
+    for d, f, tt in grids:
+        for lay, length, channels in (("NTC", t.shape[1], t.shape[2]), ("NCT", t.shape[2], t.shape[1])):
+            if channels == d and 0 <= length - f * tt <= 4:
+                return lay, int(length - f * tt), int(f)
+    if layout == "NTC":
+        for d, f, tt in grids:
+            if 0 <= t.shape[1] - f * tt <= 4:
+                return "NTC", int(t.shape[1] - f * tt), int(f)
     return None
 
 
@@ -734,7 +745,7 @@ def auto_layers(model: nn.Module, example_input: Union[Tensor, Tuple[Any, ...]],
     records = _trace_modules(model, args)
     starts = [r["start"] for r in records.values() if _owns_parameters(r["module"])]
     first_param = min(starts) if starts else 0
-    maps: List[Tuple[int, Tuple[int, ...]]] = []
+    maps: List[Tuple[int, ...]] = []  # shapes of the (N, D, F', T') maps seen so far
     rows: List[Dict[str, Any]] = []
     skipped: Dict[str, int] = {}
 
@@ -748,29 +759,29 @@ def auto_layers(model: nn.Module, example_input: Union[Tensor, Tuple[Any, ...]],
                "start": rec["start"], "calls": rec["calls"], "hook": Hook(name)}
         try:
             t, key = _pick_tensor(rec["out"], None, batch, name)
-            layout = infer_layout(module, key)
-            if _is_elementwise(module) and rec.get("in_id") in layout_of:
+            default = infer_layout(module, key)
+            layout = default
+            if _is_elementwise(module, rec.get("in_shape"), rec["out"]) and rec.get("in_id") in layout_of:
                 layout = layout_of[rec["in_id"]]
-                if layout != infer_layout(module, key):
-                    row["hook"] = Hook(name, layout=layout)
+            grid = _infer_grid(t, layout, maps) if t.dim() == 3 and t.shape[0] == batch else None
+            if grid is not None:
+                layout = grid[0]
+                row["hook"] = Hook(name, drop_tokens=grid[1], grid=(grid[2], -1))
+            if layout != default and t.dim() == 3:
+                row["hook"] = dataclasses.replace(row["hook"], layout=layout)
             layout_of[id(t)] = layout
             h = normalize_output(rec["out"], batch, row["hook"], module, name)
         except Exception:  # noqa: BLE001 - an unreadable output is simply not a candidate
             skip("output not readable as a map or sequence")
             continue
         if h.dim() == 4:
-            maps.append((rec["end"], tuple(h.shape)))
+            maps.append(tuple(h.shape))
         if rec["end"] < first_param:
             skip("front end")
             continue
         if isinstance(module, _PASS_THROUGH):
             skip("normalisation / dropout / identity")
             continue
-        if t.dim() == 3 and layout == "NTC" and h.dim() == 3 and t.shape[0] == batch:
-            g = _infer_grid(t, rec["start"], maps)
-            if g is not None:
-                row["hook"] = dataclasses.replace(row["hook"], drop_tokens=g[0], grid=(g[1], -1))
-                h = normalize_output(rec["out"], batch, row["hook"], module, name)
         if h.shape[-1] < 2:
             skip("no time axis of length >= 2")
             continue

@@ -40,3 +40,24 @@ def test_tiny_random_ast_explained_on_the_stft_magnitude():
     assert logits.shape == (2, 3)
     logits[:, 0].sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_auto_layers_reads_ast_tokens_as_the_patch_grid():
+    from captum_lmac.attr._hooks import LayerRecorder, auto_layers, resolve_hooks
+
+    torch.manual_seed(0)
+    cfg = transformers.ASTConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
+                                 num_mel_bins=32, max_length=64, patch_size=16, frequency_stride=10, time_stride=10,
+                                 num_labels=3)
+    hf = transformers.ASTForAudioClassification(cfg).eval()
+    wf = WaveformClassifier(FrontEndClassifier(KaldiFbank(16000, 32, 64), hf, input_name="input_values"),
+                            STFT(sample_rate=16000, n_fft=512, hop_length=160, win_length=400, window="hann"))
+    X, P = wf.analyze(torch.randn(2, 8000) * 0.1)
+    res = auto_layers(wf, (X, P))
+    ast = "model.model.audio_spectrogram_transformer"
+    assert res.names == [f"{ast}.embeddings", f"{ast}.layers.1", f"{ast}.layers.2", ast]
+    assert all(h.drop_tokens == 2 and h.grid == (2, -1) for h in res.hooks)  # CLS + distillation token
+    rec = LayerRecorder(resolve_hooks(wf, res.hooks), model=wf)
+    with rec.capture() as feats, wf.using_phase(P):
+        wf(X)
+    assert [tuple(f.shape) for f in feats] == [(2, 16, 2, 5)] * 4  # (N, D, F' = 2, T' = 5)
