@@ -10,12 +10,16 @@ from .baselines import (
     register_baseline,
     to_mask,
 )
+from ._hooks import AutoLayers, Hook, auto_layers
 from .grad_cam_pp import LayerGradCamPlusPlus
 from .l2i import L2I, ff_median, topk_fidelity
 from .lmac import LMAC, apply_mask
 from .lmac_zs import LMACZS
 
 __all__ = [
+    "Hook",
+    "auto_layers",
+    "AutoLayers",
     "LMACZS",
     "L2I",
     "ff_median",
