@@ -10,7 +10,8 @@ from .baselines import (
     register_baseline,
     to_mask,
 )
-from ._hooks import AutoLayers, Hook, auto_layers
+from ._auto_layers import AutoLayers, auto_layers
+from ._hooks import Hook
 from .grad_cam_pp import LayerGradCamPlusPlus
 from .l2i import L2I, ff_median, topk_fidelity
 from .lmac import LMAC, apply_mask

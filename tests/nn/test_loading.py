@@ -4,7 +4,6 @@ import textwrap
 
 import pytest
 import torch
-from torch import nn
 
 from captum_lmac import STFT, CheckpointError, InputError
 from captum_lmac._io import save_checkpoint
