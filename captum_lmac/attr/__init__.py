@@ -10,6 +10,8 @@ from .baselines import (
     register_baseline,
     to_mask,
 )
+from ._auto_layers import AutoLayers, auto_layers
+from ._hooks import Hook
 from .grad_cam_pp import LayerGradCamPlusPlus
 from ._learned import FitPlan, LearnedAttribution
 from .l2i import L2I
@@ -17,6 +19,9 @@ from .lmac import LMAC, apply_mask
 from .lmac_zs import LMACZS
 
 __all__ = [
+    "Hook",
+    "auto_layers",
+    "AutoLayers",
     "LMACZS",
     "L2I",
     "LearnedAttribution",

@@ -23,7 +23,11 @@ The model these wrappers see maps X → logits (a :class:`~captum_lmac.Spectrogr
 CAM layer is a module inside it, e.g. ``model.net.block4`` (default: the last block of
 ``model.net.blocks`` when the net has one). Attribution always runs with every module in eval
 mode (BatchNorm/Dropout would otherwise make the explanation depend on the batch and on chance);
-the previous train/eval flags are restored afterwards. Random methods (SmoothGrad, SHAP) are seeded
+the previous train/eval flags are restored afterwards. A waveform classifier explained on the STFT magnitude
+(:class:`~captum_lmac.nn.adapters.WaveformClassifier`) needs the clips' phase: pass
+``attribute(X, additional_forward_args=(phase,))``, or call ``attribute(X)`` inside
+``with model.using_phase(phase):``; each chunk gets its rows of the phase, which Captum expands with
+the inputs. Random methods (SmoothGrad, SHAP) are seeded
 without touching the global RNG state.
 """
 
@@ -53,6 +57,7 @@ from torch import Tensor, nn
 
 from .._utils import eval_mode, format_target
 from ..errors import InputError
+from ..nn.adapters import bound_forward_args
 from .grad_cam_pp import LayerGradCamPlusPlus
 
 MASK_RULES: Dict[str, str] = {
@@ -162,13 +167,38 @@ def _seeded(seed: Optional[int], device: torch.device) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
-def resolve_targets(model: Callable[[Tensor], Tensor], X: Tensor, target: Any, batch_size: int = 32) -> Tensor:
+def slice_forward_args(args: Optional[Tuple[Any, ...]], start: int, stop: int, n: int) -> Optional[Tuple[Any, ...]]:
+    """Rows ``start:stop`` of every tensor in ``args`` whose first dimension is the batch size ``n``
+    (other arguments unchanged) — Captum ``additional_forward_args`` for one chunk of a batch."""
+    if args is None:
+        return None
+    return tuple(a[start:stop] if torch.is_tensor(a) and a.dim() and a.shape[0] == n else a for a in args)
+
+
+def _forward_args(model: Any, X: Tensor, additional_forward_args: Any) -> Optional[Tuple[Any, ...]]:
+    """Explicit ``additional_forward_args`` as a tuple, else the model's bound phase (waveform models)."""
+    if additional_forward_args is not None:
+        return additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,)
+    args = bound_forward_args(model)
+    if args is not None and args[0].shape[0] != X.shape[0]:
+        return None  # a one-clip phase broadcasts inside the model; other mismatches are reported there
+    return args
+
+
+def resolve_targets(model: Callable[..., Tensor], X: Tensor, target: Any, batch_size: int = 32,
+                    additional_forward_args: Optional[Tuple[Any, ...]] = None) -> Tensor:
     """Targets as a (N,) long tensor: ``None`` → arg-max of ``model(X)`` (the model's decision);
-    an int (or one-element tensor) → the same class for all; a list / 1-D tensor → one per sample."""
+    an int (or one-element tensor) → the same class for all; a list / 1-D tensor → one per sample.
+
+    ``additional_forward_args`` (a tuple whose batch-sized tensors are sliced with X) follow X into
+    the model."""
     n = X.shape[0]
     if target is None:
         with torch.no_grad():
-            logits = torch.cat([model(X[s : s + batch_size]) for s in range(0, n, batch_size)])
+            logits = torch.cat([
+                model(X[s : s + batch_size], *(slice_forward_args(additional_forward_args, s, s + batch_size, n) or ()))
+                for s in range(0, n, batch_size)
+            ])
         if logits.dim() != 2:
             raise InputError(f"target=None needs (N, C) model outputs, got shape {tuple(logits.shape)}")
         return logits.argmax(dim=1)
@@ -234,6 +264,11 @@ class MaskBaseline:
     resolves the target, puts the model in eval mode, seeds, runs :meth:`raw` on chunks of
     ``batch_size`` samples and applies :func:`to_mask`.
 
+    Extra model arguments (``additional_forward_args``, e.g. the phase of a
+    :class:`~captum_lmac.nn.adapters.WaveformClassifier`; by default its bound phase) are sliced
+    with each chunk and passed to :meth:`raw` as a third argument — only when there are any, so a
+    ``raw(X, target)`` of a user subclass keeps working for models that take X alone.
+
     Attributes:
         name (str): Registry name of the method (for reports).
         kind (str): ``"gradient"``, ``"cam"`` or ``"positive"``.
@@ -260,21 +295,32 @@ class MaskBaseline:
         """Name, kind and mask rule (JSON-serialisable) for reports."""
         return {"name": self.name, "kind": self.kind, "mask_rule": self.mask_rule}
 
-    def raw(self, X: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def raw(self, X: Tensor, target: Tensor, additional_forward_args: Optional[Tuple[Any, ...]] = None) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - abstract
 
-    def attribute(self, X: Tensor, target: Any = None) -> Tensor:
-        """Mask (N, 1, F, T) in [0, 1] explaining ``target`` (default: the model's arg-max class)."""
+    def attribute(self, X: Tensor, target: Any = None, additional_forward_args: Any = None) -> Tensor:
+        """Mask (N, 1, F, T) in [0, 1] explaining ``target`` (default: the model's arg-max class).
+
+        Args:
+            X (Tensor): Inputs (N, 1, F, T).
+            target: Class per sample (None: the model's decision).
+            additional_forward_args: Extra model arguments with the batch first (Captum's
+                convention), e.g. ``(phase,)`` for a waveform model; default: the phase bound with
+                ``model.using_phase`` if the model needs one.
+        """
         X = _check_x(X)
+        n = X.shape[0]
+        args = _forward_args(self.model, X, additional_forward_args)
         with eval_mode(self.model):
-            t = resolve_targets(self.model, X, target, self.batch_size)
+            t = resolve_targets(self.model, X, target, self.batch_size, args)
             out = []
             with _seeded(self.seed, X.device):
-                for s in range(0, X.shape[0], self.batch_size):
+                for s in range(0, n, self.batch_size):
                     # A fresh leaf that requires grad (Captum would otherwise flip requires_grad on the
                     # caller's tensor and warn about it).
                     xb = X[s : s + self.batch_size].detach().clone().requires_grad_(True)
-                    out.append(to_mask(self.raw(xb, t[s : s + self.batch_size]), xb.shape, self.kind))
+                    extra = () if args is None else (slice_forward_args(args, s, s + self.batch_size, n),)
+                    out.append(to_mask(self.raw(xb, t[s : s + self.batch_size], *extra), xb.shape, self.kind))
         return torch.cat(out)
 
     __call__ = attribute
@@ -292,8 +338,8 @@ class SaliencyBaseline(MaskBaseline):
         super().__init__(model, **kw)
         self.method = Saliency(model)
 
-    def raw(self, X, target):
-        return self.method.attribute(X, target=target, abs=True)
+    def raw(self, X, target, additional_forward_args=None):
+        return self.method.attribute(X, target=target, abs=True, additional_forward_args=additional_forward_args)
 
 
 class SmoothGradBaseline(MaskBaseline):
@@ -322,7 +368,7 @@ class SmoothGradBaseline(MaskBaseline):
         self.nt_samples_batch_size = nt_samples_batch_size
         self.method = NoiseTunnel(Saliency(model))
 
-    def raw(self, X, target):
+    def raw(self, X, target, additional_forward_args=None):
         out = []
         for i in range(X.shape[0]):
             xi = X[i : i + 1]
@@ -332,6 +378,7 @@ class SmoothGradBaseline(MaskBaseline):
                     xi, nt_type="smoothgrad", nt_samples=self.nt_samples,
                     nt_samples_batch_size=self.nt_samples_batch_size, stdevs=sd,
                     target=int(target[i]), abs=False,
+                    additional_forward_args=slice_forward_args(additional_forward_args, i, i + 1, X.shape[0]),
                 )
             )
         return torch.cat(out)
@@ -349,9 +396,10 @@ class IntegratedGradientsBaseline(MaskBaseline):
         self.internal_batch_size = internal_batch_size
         self.method = IntegratedGradients(model)
 
-    def raw(self, X, target):
+    def raw(self, X, target, additional_forward_args=None):
         return self.method.attribute(X, baselines=torch.zeros_like(X), target=target, n_steps=self.n_steps,
-                                     internal_batch_size=self.internal_batch_size)
+                                     internal_batch_size=self.internal_batch_size,
+                                     additional_forward_args=additional_forward_args)
 
 
 class GradCamBaseline(MaskBaseline):
@@ -366,8 +414,9 @@ class GradCamBaseline(MaskBaseline):
         self.layer = layer if layer is not None else default_cam_layer(model)
         self.method = LayerGradCam(model, self.layer)
 
-    def raw(self, X, target):
-        return self.method.attribute(X, target=target, relu_attributions=True)
+    def raw(self, X, target, additional_forward_args=None):
+        return self.method.attribute(X, target=target, relu_attributions=True,
+                                     additional_forward_args=additional_forward_args)
 
 
 class GradCamPlusPlusBaseline(GradCamBaseline):
@@ -395,9 +444,9 @@ class GuidedBackpropBaseline(MaskBaseline):
         _check_relus(model, self.name)
         self.method = GuidedBackprop(model)
 
-    def raw(self, X, target):
+    def raw(self, X, target, additional_forward_args=None):
         with _quiet_relu_hooks():
-            return self.method.attribute(X, target=target)
+            return self.method.attribute(X, target=target, additional_forward_args=additional_forward_args)
 
 
 class GuidedGradCamBaseline(MaskBaseline):
@@ -413,9 +462,10 @@ class GuidedGradCamBaseline(MaskBaseline):
         self.interpolate_mode = interpolate_mode
         self.method = GuidedGradCam(model, self.layer)
 
-    def raw(self, X, target):
+    def raw(self, X, target, additional_forward_args=None):
         with _quiet_relu_hooks():
-            return self.method.attribute(X, target=target, interpolate_mode=self.interpolate_mode)
+            return self.method.attribute(X, target=target, interpolate_mode=self.interpolate_mode,
+                                         additional_forward_args=additional_forward_args)
 
 
 class GradientShapBaseline(MaskBaseline):
@@ -443,13 +493,15 @@ class GradientShapBaseline(MaskBaseline):
         self.stdevs = float(stdevs)
         self.method = GradientShap(model)
 
-    def raw(self, X, target):
+    def raw(self, X, target, additional_forward_args=None):
         out = []
         for i in range(X.shape[0]):
             xi = X[i : i + 1]
             baselines = torch.cat([xi.detach() * s for s in self.scales])
-            out.append(self.method.attribute(xi, baselines=baselines, n_samples=self.n_samples,
-                                             stdevs=self.stdevs, target=int(target[i])))
+            out.append(self.method.attribute(
+                xi, baselines=baselines, n_samples=self.n_samples, stdevs=self.stdevs, target=int(target[i]),
+                additional_forward_args=slice_forward_args(additional_forward_args, i, i + 1, X.shape[0]),
+            ))
         return torch.cat(out)
 
 
@@ -488,13 +540,15 @@ class KernelShapBaseline(MaskBaseline):
         self.perturbations_per_eval = int(perturbations_per_eval)
         self.method = KernelShap(model)
 
-    def raw(self, X, target):
+    def raw(self, X, target, additional_forward_args=None):
         fm = patch_feature_mask(X.shape, self.grid).to(X.device)
         X = X.detach()
         # One sample at a time (one interpretable model per sample, as Captum would do anyway).
         return torch.cat([
             self.method.attribute(X[i : i + 1], baselines=0.0, target=int(target[i]), feature_mask=fm,
-                                  n_samples=self.n_samples, perturbations_per_eval=self.perturbations_per_eval)
+                                  n_samples=self.n_samples, perturbations_per_eval=self.perturbations_per_eval,
+                                  additional_forward_args=slice_forward_args(additional_forward_args, i, i + 1,
+                                                                             X.shape[0]))
             for i in range(X.shape[0])
         ])
 
@@ -524,9 +578,12 @@ class CaptumBaseline(MaskBaseline):
         self.kind = _kind(kind) if kind is not None else ("cam" if isinstance(method, LayerAttribution) else "gradient")
         self.attribute_kwargs = attribute_kwargs
 
-    def raw(self, X, target):
+    def raw(self, X, target, additional_forward_args=None):
+        kw = dict(self.attribute_kwargs)
+        if additional_forward_args is not None:
+            kw["additional_forward_args"] = additional_forward_args
         with _quiet_relu_hooks():
-            return self.method.attribute(X, target=target, **self.attribute_kwargs)
+            return self.method.attribute(X, target=target, **kw)
 
 
 def _captum_class_factory(cls: type) -> Callable[..., MaskBaseline]:
@@ -645,7 +702,8 @@ def make_baseline(name: str, model: Callable[..., Tensor], layer: Optional[nn.Mo
 
 
 __all__ = [
-    "MASK_RULES", "to_mask", "eval_mode", "resolve_targets", "default_cam_layer", "patch_feature_mask",
+    "MASK_RULES", "to_mask", "eval_mode", "resolve_targets", "slice_forward_args", "default_cam_layer",
+    "patch_feature_mask",
     "MaskBaseline", "CaptumBaseline", "SaliencyBaseline", "SmoothGradBaseline", "IntegratedGradientsBaseline",
     "GradCamBaseline", "GradCamPlusPlusBaseline", "GuidedBackpropBaseline", "GuidedGradCamBaseline",
     "GradientShapBaseline", "KernelShapBaseline", "BASELINES", "register_baseline", "make_baseline",
