@@ -19,7 +19,7 @@ from captum_lmac.nn.zoo import (
     build_architecture,
     to_torchscript,
 )
-from captum_lmac.train import train_classifier
+from captum_lmac.training import train_classifier
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
