@@ -2,7 +2,7 @@ r"""Benchmark outputs: ``results.json``, ``results.csv``, ``results.md`` (the pa
 ``report.html`` (tables, spectrogram / mask pictures, audio players for the input and every listenable
 explanation, the sanity-check plot).
 
-The results object is a plain JSON-able dict produced by :func:`captum_lmac.benchmark.runner.run_benchmark`;
+The results object is a plain JSON-able dict produced by :func:`captum_lmac.benchmark.harness.run_benchmark`;
 its ``rows`` hold one entry per suite / domain / condition / method with ``metrics`` →
 ``{"mean", "lo", "hi", "n"}`` (95 % bootstrap interval) and ``ms_per_clip``.
 """
