@@ -158,6 +158,12 @@ class STFT(nn.Module):
         spec = self._spec.to(w.device)(w)  # (N, F, T) complex
         return spec.abs().unsqueeze(1), spec.angle().unsqueeze(1)
 
+    def magnitude(self, waveform: Tensor, eps: float = 1e-10) -> Tensor:
+        """Differentiable |STFT| (N, 1, F, T) of a waveform batch (N, samples) — no input checks, for
+        use inside models and losses (``sqrt(re² + im² + eps)``, so the gradient at silence is finite)."""
+        spec = torch.view_as_real(self._spec.to(waveform.device)(waveform))  # (N, F, T, 2)
+        return spec.pow(2).sum(-1).add(eps).sqrt().unsqueeze(1)
+
     def synthesize(self, magnitude: Tensor, phase: Tensor, length: Optional[int] = None) -> Tensor:
         """Magnitude and phase (N, 1, F, T) → waveform (N, samples) by inverse STFT."""
         self._check_spec(magnitude, "magnitude")

@@ -16,6 +16,7 @@ from .grad_cam_pp import LayerGradCamPlusPlus
 from ._learned import FitPlan, LearnedAttribution
 from .l2i import L2I
 from .lmac import LMAC, apply_mask
+from .lmac_td import LMACTD
 from .lmac_zs import LMACZS
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "auto_layers",
     "AutoLayers",
     "LMACZS",
+    "LMACTD",
     "L2I",
     "LearnedAttribution",
     "FitPlan",

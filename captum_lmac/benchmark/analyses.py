@@ -39,11 +39,15 @@ def run_sanity(ctx: AnalysisContext) -> Optional[Dict[str, Any]]:
     if not rows:
         return None
     wanted = list(ctx.config.sanity.methods)
+    n = int(ctx.config.sanity.n_clips)
+    phase, length = ctx.test.phase[:n], int(ctx.test.waveform.shape[-1])
     explainers = {r.name: r.explainer for r in rows if r.name in wanted and r.explainer is not None}
+    for r in rows:  # methods that explain the clips: their fitted networks on the randomised classifier
+        if r.name in wanted and r.clips is not None and hasattr(r.clips, "on"):
+            explainers[r.name] = lambda m, X, t, r=r: r.clips.on(m).masks(X, phase, length)
     if not explainers:
         ctx.skipped.append(f"sanity check (none of {wanted} was run in the STFT domain)")
         return None
-    n = int(ctx.config.sanity.n_clips)
     Xs = ctx.test.X[:n]
     with using_phase(ctx.model, ctx.test.phase[:n], ctx.test.waveform.shape[-1]):  # waveform models
         res = cascading_randomisation(ctx.model, Xs, explainers, seed=ctx.seed, progress=ctx.progress)

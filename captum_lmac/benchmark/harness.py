@@ -100,6 +100,7 @@ def evaluate_masks(
     quantus_check: bool = True,
     row: Optional[Row] = None,
     seed: int = 0,
+    masked: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, ...]]] = None,
 ) -> Dict[str, np.ndarray]:
     """Per-sample metrics of ``masks`` explaining ``model`` on ``X``: every registered scorer that applies.
 
@@ -109,8 +110,10 @@ def evaluate_masks(
         quantus_mode: ``"fast"`` (vectorised Quantus formulas) or ``"quantus"`` (Quantus itself).
         quantus_check: In fast mode, recompute one sample with Quantus and fall back on a mismatch.
         row: The method's row (its fitted object, options and masked-in/out rule feed method-specific metrics).
+        masked: ``(X, M) -> (X_in, X_out[, P_in, P_out])`` overriding the row's rule.
     """
-    ctx = EvalContext(model=model, X=X, masks=masks, masked=row.masked if row else None, gt=gt, listen=listen,
+    masked = masked if masked is not None else (row.masked if row else None)
+    ctx = EvalContext(model=model, X=X, masks=masks, masked=masked, gt=gt, listen=listen,
                       method=row.method if row else None, base=row.base if row else "",
                       options=dict(row.options) if row else {}, batch_size=batch_size, seed=seed,
                       quantus_mode=quantus_mode, quantus_check=quantus_check, log=log)
@@ -118,15 +121,21 @@ def evaluate_masks(
 
 
 def attribute_rows(row: Row, X: Tensor, chunk: int, desc: str, progress: bool,
-                   row_model: Optional[nn.Module] = None) -> Tuple[Tensor, float]:
+                   row_model: Optional[nn.Module] = None, phase: Optional[Tensor] = None,
+                   length: Optional[int] = None) -> Tuple[Tensor, float]:
     """Masks of ``row`` for X in chunks (with a progress bar) and the time per clip in ms.
 
-    ``row_model`` is the classifier the row explains; a waveform model gets each chunk's phase."""
+    ``row_model`` is the classifier the row explains; a waveform model gets each chunk's phase, and
+    so does a row that explains clips (``row.clips``, with ``phase`` and ``length``)."""
     out = []
     t0 = time.perf_counter()
     for s in tqdm(range(0, X.shape[0], chunk), desc=desc, disable=not progress, leave=False):
         with torch.enable_grad(), bound_slice(row_model, s, s + chunk):
-            out.append(row.attribute(X[s : s + chunk]).detach().float().cpu())
+            if row.clips is not None:
+                m = row.clips.masks(X[s : s + chunk], phase[s : s + chunk], length)
+            else:
+                m = row.attribute(X[s : s + chunk])
+            out.append(m.detach().float().cpu())
     ms = 1000.0 * (time.perf_counter() - t0) / max(1, X.shape[0])
     masks = torch.cat(out)
     if masks.shape != X.shape:
@@ -248,7 +257,7 @@ def build_rows(names: Sequence[str], model: nn.Module, domain: str, cfg: SuiteCo
     fitted: Dict[str, Any] = {}
 
     def context(name: str) -> MethodContext:
-        return MethodContext(name=name, model=model, domain=domain, config=cfg, section=cfg.section(name),
+        return MethodContext(name=name, model=model, domain=domain, config=cfg, section=cfg.section(get_method(name).section_name),
                              options=dict(cfg.method_options.get(name, {}) or {}), data=data, cache=cache,
                              fitted=fitted, obtain=obtain, seed=seed, progress=progress, log=log)
 
@@ -388,6 +397,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     n_ex = int(cfg.report.n_examples) if out is not None else 0
     ex_idx = example_indices(test.y, n_ex) if n_ex else []
     ex_masks: Dict[Tuple[str, str, str], Tensor] = {}
+    ex_waves: Dict[Tuple[str, str, str], Tensor] = {}
     rows: List[Dict[str, Any]] = []
     per_sample: Dict[str, Dict[str, list]] = {}
     mask_rules: Dict[str, str] = {}
@@ -445,10 +455,17 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                     return torch.cat([stft.listen(s.X[i : i + 32], s.phase[i : i + 32], M[i : i + 32], length=n)
                                       for i in range(0, M.shape[0], 32)])
             for r in mrows:
-                with using_phase(m_dom, s.phase, s.waveform.shape[-1]):  # waveform models: the clips' phase
-                    masks, ms = attribute_rows(r, X_dom, bs, f"{r.name} [{domain}/{cond.name}]", progress, m_dom)
-                    per = evaluate_masks(m_dom, X_dom, masks, batch_size=32, gt=gt_info, listen=listen,
-                                         quantus_mode=cfg.quantus, log=log, quantus_check=ci == 0, row=r, seed=seed)
+                n_samples = s.waveform.shape[-1]
+                with using_phase(m_dom, s.phase, n_samples):  # waveform models: the clips' phase
+                    masks, ms = attribute_rows(r, X_dom, bs, f"{r.name} [{domain}/{cond.name}]", progress, m_dom,
+                                               s.phase, n_samples)
+                    masked, row_listen = r.masked, listen
+                    if r.clips is not None:  # the method explains the clips: its own masked-in/out and audio
+                        masked = lambda X, M, r=r, s=s, n=n_samples: r.clips.masked(X, M, s.phase, n)
+                        row_listen = lambda M, r=r, s=s, n=n_samples, X=X_dom: r.clips.waveforms(X, s.phase, n)
+                    per = evaluate_masks(m_dom, X_dom, masks, batch_size=32, gt=gt_info, listen=row_listen,
+                                         quantus_mode=cfg.quantus, log=log, quantus_check=ci == 0, row=r, seed=seed,
+                                         masked=masked)
                 aggs = {k: aggregate(v, seed=seed) for k, v in per.items()}
                 rows.append({
                     "suite": suite, "domain": domain, "domain_label": label, "condition": cond.name,
@@ -459,6 +476,9 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                                                                   for k, v in per.items()}
                 if ex_idx:
                     ex_masks[(domain, cond.name, r.name)] = masks[ex_idx].clone()
+                    if r.clips is not None and domain == "stft":
+                        ex_waves[(domain, cond.name, r.name)] = r.clips.waveforms(
+                            X_dom[ex_idx], s.phase[ex_idx], n_samples).detach().cpu()
                 log(f"[benchmark] {label:>13} | {cond.name:>9} | {r.name:<16} "
                     f"AI {aggs['AI']['mean']:6.2f} AD {aggs['AD']['mean']:6.2f} FF {aggs['FF']['mean']:6.3f} "
                     f"Fid-In {aggs['FidIn']['mean']:5.3f} MM {aggs['MM']['mean']:5.3f} {ms:7.1f} ms/clip")
@@ -485,6 +505,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     if out is not None and ex_idx:
         t0 = time.time()
         examples = write_examples(out, out / "media", model, stft, test, conds, sets, gts, ex_idx, ex_masks,
+                                  ex_waves=ex_waves,
                                   with_mel=bool(cfg.report.mel_examples), progress=progress)
         timing["examples_seconds"] = time.time() - t0
 

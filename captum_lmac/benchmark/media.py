@@ -6,7 +6,7 @@ Everything is written atomically into the report folder, so the page works offli
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import matplotlib
 
@@ -89,7 +89,7 @@ class Renderer:
 
 def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: SpectrogramSet, conds: List[Condition],
                     sets: Dict[str, SpectrogramSet], gts, ex_idx: List[int], ex_masks, with_mel: bool,
-                    progress: bool) -> List[Dict[str, Any]]:
+                    progress: bool, ex_waves: Optional[Dict[Tuple[str, str, str], Tensor]] = None) -> List[Dict[str, Any]]:
     """Pictures (input, oracle, every method's mask) and WAVs (input, true source, every listenable
     explanation) of the example clips of every condition, under ``media/``; returns their index."""
     render = Renderer(stft.sample_rate, stft.hop_length)
@@ -134,7 +134,9 @@ def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: S
                     mk = M[k : k + 1]
                     render.save(mk[0], media / f"{base}_{safe}.png",
                                 title=f"{name}: mask (mean {float(mk.mean()):.2f})")
-                    wav = stft.listen(s.X[i : i + 1], s.phase[i : i + 1], mk, length=s.waveform.shape[-1])
+                    own = (ex_waves or {}).get(("stft", cond.name, name))  # a method that explains the clip itself
+                    wav = own[k : k + 1] if own is not None else stft.listen(
+                        s.X[i : i + 1], s.phase[i : i + 1], mk, length=s.waveform.shape[-1])
                     write_wav(media / f"{base}_{safe}.wav", wav, stft.sample_rate)
                     item["png"], item["wav"] = f"media/{base}_{safe}.png", f"media/{base}_{safe}.wav"
                 Mm = ex_masks.get(("mel", cond.name, name))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import captum.attr
 import torch
@@ -32,6 +32,7 @@ from ..nn.hooks import Hook
 from ..attr.baselines import BASELINES, make_baseline
 from ..attr.l2i import L2I
 from ..attr.lmac import LMAC
+from ..attr.lmac_td import LMACTD
 from ..attr.lmac_zs import LMACZS
 from ..data.captions import build_training_set, esc10_captions
 from ..errors import InputError
@@ -320,6 +321,103 @@ register_method(MethodSpec(
     cache_key=_l2i_key, rows=_l2i_rows))
 
 
+# --- LMAC-TD -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LMACTDSection(Section):
+    """``lmac_td``: hooked classifier layers feeding ψ (null: the classifier's decoder layers, else
+    its last 4 blocks, else ``"auto"``), :class:`~captum_lmac.LMACTD` constructor (``init``; α is set
+    by the method name: ``lmac_td`` 0.75, ``lmac_td_a1`` 1, ``lmac_td_a0`` 0) and fit settings."""
+
+    layers: Union[None, str, List[Any]] = None
+    init: Dict[str, Any] = field(default_factory=lambda: {"channels": 256, "masker": "tcn"})
+    fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 10, "batch_size": 8, "lr": 1e-3,
+                                                         "autoencoder_steps": 100})
+
+    def validate(self, where: str) -> None:
+        _check_kwargs(LMACTD.__init__, self.init, f"{where}.init")
+        _check_kwargs(LMACTD.fit, self.fit, f"{where}.fit")
+        if "alpha" in self.init:
+            raise InputError(f"{where}.init.alpha: α is set by the method name (lmac_td, lmac_td_a1, lmac_td_a0)")
+
+
+class TimeDomainClips:
+    """The clips protocol of a :class:`~captum_lmac.benchmark.registry.Row` for LMAC-TD.
+
+    The harness's X is the STFT magnitude of each clip; the clip itself is ``ISTFT(X e^{jP})``
+    with its own phase P. LMAC-TD explains that waveform; its explanation ``x_in`` and masked-out
+    part ``x_out`` go back to the harness as their STFT magnitudes and phases (the masked-in and
+    masked-out inputs), ``clamp(|STFT(x_in)| / |X|, 0, 1)`` is the STFT-domain view of the mask (for
+    MM, Sparseness, Complexity, precision / recall and pictures) and ``x_in`` is the listenable
+    explanation (SI-SDR against the true source)."""
+
+    def __init__(self, td: LMACTD, stft: Any) -> None:
+        self.td, self.stft = td, stft
+        self._last: Optional[Tuple[Any, Dict[str, Tensor]]] = None
+
+    def on(self, model: nn.Module) -> "TimeDomainClips":
+        return TimeDomainClips(self.td.on(model), self.stft)
+
+    def _explain(self, X: Tensor, phase: Tensor, length: int) -> Dict[str, Tensor]:
+        key = (X.data_ptr(), tuple(X.shape), phase.data_ptr(), int(length))
+        if self._last is None or self._last[0] != key:
+            x = self.stft.synthesize(X, phase, length)
+            self._last = (key, self.td.explain(x))
+        return self._last[1]
+
+    def masks(self, X: Tensor, phase: Tensor, length: int) -> Tensor:
+        X_in = self.stft.magnitude(self._explain(X, phase, length)["x_in"])
+        return (X_in / X.clamp_min(1e-8)).clamp(0.0, 1.0)
+
+    def masked(self, X: Tensor, M: Tensor, phase: Tensor, length: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        e = self._explain(X, phase, length)
+        X_in, P_in = self.stft.analyze(e["x_in"], allow_silent=True)
+        X_out, P_out = self.stft.analyze(e["x_out"], allow_silent=True)
+        return X_in, X_out, P_in, P_out
+
+    def waveforms(self, X: Tensor, phase: Tensor, length: int) -> Tensor:
+        return self._explain(X, phase, length)["x_in"]
+
+
+def _td_layers(ctx: MethodContext) -> Union[str, List[Any]]:
+    if ctx.section.layers is not None:
+        return layer_specs(ctx.section.layers)
+    return layer_specs(default_layers(ctx.model))
+
+
+def _td_spec(name: str, alpha: float) -> MethodSpec:
+    def key(ctx: MethodContext) -> Dict[str, Any]:
+        return {**layered_key(ctx, [] if alpha == 0 else _td_layers(ctx)), "alpha": alpha}
+
+    def fit(ctx: MethodContext) -> LMACTD:
+        s = ctx.section
+        train, val = ctx.data.split("train"), ctx.data.data.get("val")
+        n = ctx.config.n_train
+        x = train.waveform if n is None or n >= len(train) else train.waveform[:n]
+        ctx.log(f"[benchmark] fitting LMAC-TD (α={alpha:g}) on {x.shape[0]} clips: {s.fit}")
+        obj = LMACTD(ctx.model, [] if alpha == 0 else _td_layers(ctx), alpha=alpha, stft=ctx.data.stft, **s.init)
+        obj.fit(x, val=val.waveform if val is not None else None, seed=ctx.seed, progress=ctx.progress, **s.fit)
+        return obj
+
+    def rows(ctx: MethodContext, obj: LMACTD) -> List[Row]:
+        clips = TimeDomainClips(obj, ctx.data.stft)
+        return [Row(name=name, base=name, domain=ctx.domain, attribute=lambda X: X, kind="learned",
+                    mask_rule="STFT-domain view |STFT(x_in)| / |X| (clamped to [0, 1]) of the explanation "
+                              "x_in = Dec(Enc(x) ⊙ M); masked-in / masked-out inputs are x_in / x_out",
+                    info=_learned_info(obj), method=obj, clips=clips)]
+
+    return MethodSpec(
+        name=name, description=f"LMAC-TD (Mancini et al., ICASSP 2025), α = {alpha:g}: a mask on a learned "
+                               "time-domain representation", kind="learned", section=LMACTDSection, fit=fit,
+        load=lambda path, ctx: LMACTD.load(path, ctx.model, stft=ctx.data.stft), cache_key=key, rows=rows,
+        feature_domain=False, section_name="lmac_td")
+
+
+for _name, _alpha in (("lmac_td", 0.75), ("lmac_td_a1", 1.0), ("lmac_td_a0", 0.0)):
+    register_method(_td_spec(_name, _alpha))
+
+
 # --- LMAC-ZS -----------------------------------------------------------------------------------------
 
 
@@ -393,4 +491,4 @@ register_method(MethodSpec(
 
 
 __all__ = ["default_layers", "cam_layer", "fit_settings", "lmac_on", "baseline_spec", "magnitudes", "LMACSection",
-           "LMACFineTuneSection", "L2ISection", "LMACZSSection"]
+           "LMACFineTuneSection", "L2ISection", "LMACTDSection", "LMACZSSection", "TimeDomainClips"]

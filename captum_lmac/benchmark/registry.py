@@ -55,6 +55,12 @@ class Row:
         method: The fitted explainer object behind the row (method-specific metrics read it).
         options: Row-specific options (e.g. ``{"threshold": 0.2}``).
         masked: ``(X, M) -> (X_in, X_out)`` when the explanation is not ``M ⊙ X`` / ``(1 − M) ⊙ X``.
+        clips: For methods that explain the clip itself rather than a mask on X (LMAC-TD): an
+            object with ``masks(X, phase, length)`` (an STFT-domain view of the explanation, for
+            the mask metrics and pictures), ``masked(X, M, phase, length) -> (X_in, X_out, P_in,
+            P_out)`` and ``waveforms(X, phase, length)`` (the listenable explanation); the harness
+            gives it each condition's phase and clip length. ``attribute`` and ``masked`` are then
+            unused.
     """
 
     name: str
@@ -68,6 +74,7 @@ class Row:
     method: Any = None
     options: Dict[str, Any] = field(default_factory=dict)
     masked: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]] = None
+    clips: Any = None
 
 
 @dataclass
@@ -119,6 +126,8 @@ class MethodSpec:
         cache_key: ``cache_key(ctx) -> dict``: the settings a cached explainer must have been
             fitted with to be reused (default: the section, the domain and the seed).
         feature_domain: Whether it can run in the classifier's feature ("mel") domain.
+        section_name: The configuration key of its section (default: ``name``; variants of one
+            method — e.g. LMAC-TD's α — share one section).
     """
 
     name: str
@@ -130,8 +139,11 @@ class MethodSpec:
     load: Optional[Callable[[Path, MethodContext], Any]] = None
     cache_key: Optional[Callable[[MethodContext], Dict[str, Any]]] = None
     feature_domain: bool = True
+    section_name: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.section_name is None:
+            self.section_name = self.name
         if not isinstance(self.name, str) or not self.name:
             raise InputError("a method name must be a non-empty string")
         if not callable(self.rows):
@@ -195,7 +207,7 @@ def method_names(kind: Optional[str] = None) -> List[str]:
 
 def section_types() -> Dict[str, Type[Section]]:
     """Configuration section of every registered method that has one, by method name."""
-    return {n: s.section for n, s in METHODS.items() if s.section is not None}
+    return {s.section_name: s.section for s in METHODS.values() if s.section is not None}
 
 
 # --- suite-level analyses ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ probabilities when computing AD, which deflates AD; here softmax is applied exac
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from .._utils import eval_mode, format_target
 from ..errors import InputError
-from ..nn.adapters import bound_slice
+from ..nn.adapters import bound_slice, using_phase
 from .base import EvalContext, Metric, Scorer, register_scorer
 
 FAITHFULNESS = (
@@ -89,7 +90,8 @@ def faithfulness(
             probabilities.
         masked (Callable, optional): ``(X, M) -> (X_in, X_out)``, the masked-in and masked-out
             inputs of a method whose explanation is not a plain multiplication (default
-            ``M ⊙ X`` and ``(1 − M) ⊙ X``).
+            ``M ⊙ X`` and ``(1 − M) ⊙ X``); it may also return their phases ``(X_in, X_out,
+            P_in, P_out)``, bound for a classifier that needs the phase (waveform models).
 
     Returns:
         dict of (N,) float tensors on the CPU: ``AI``, ``AD``, ``AG`` (percent), ``FF``, ``FidIn``
@@ -127,21 +129,24 @@ def faithfulness(
     to_probs = probs_fn or _softmax
     n = X.shape[0]
 
-    def probs(Z: Tensor) -> Tensor:
+    def probs(Z: Tensor, phase: Optional[Tensor] = None) -> Tensor:
         out = []
-        for s in range(0, n, batch_size):
-            with bound_slice(model, s, s + batch_size):  # waveform models: this chunk's phase
-                p = to_probs(model(transform(Z[s : s + batch_size])))
+        with using_phase(model, phase, getattr(model, "bound_length", None)) if phase is not None else nullcontext():
+            for s in range(0, n, batch_size):
+                with bound_slice(model, s, s + batch_size):  # waveform models: this chunk's phase
+                    p = to_probs(model(transform(Z[s : s + batch_size])))
+                out.append(p)
+        for s, p in zip(range(0, n, batch_size), out):
             if not torch.is_tensor(p) or p.dim() != 2 or p.shape[0] != min(batch_size, n - s):
                 raise InputError(f"model/probs_fn must return (N, C) scores, got {getattr(p, 'shape', type(p))}")
-            out.append(p.detach().float().cpu())
-        return torch.cat(out)
+        return torch.cat([p.detach().float().cpu() for p in out])
 
     with eval_mode(model), torch.no_grad():
         p_full = probs(X)
-        X_in, X_out = masked(X, mask) if masked is not None else (mask * X, (1.0 - mask) * X)
-        p_mask_in = probs(X_in)
-        p_mask_out = probs(X_out)
+        parts = masked(X, mask) if masked is not None else (mask * X, (1.0 - mask) * X)
+        phases = parts[2:4] if len(parts) == 4 else (None, None)
+        p_mask_in = probs(parts[0], phases[0])
+        p_mask_out = probs(parts[1], phases[1])
     c = format_target(target, n, default=p_full.argmax(dim=1))
     if bool(((c < 0) | (c >= p_full.shape[1])).any()):
         raise InputError(f"target indices must lie in [0, {p_full.shape[1]})")

@@ -405,6 +405,49 @@ class WaveformClassifier(nn.Module):
         return f"sample_rate={self.sample_rate}, n_freqs={self.n_freqs}, length={self.length}"
 
 
+class SpectrogramInputClassifier(nn.Module):
+    r"""The other direction of :class:`WaveformClassifier`: a waveform → logits module around a model
+    that takes the STFT magnitude X, ``x ↦ model(|STFT(x)|)`` (differentiable).
+
+    Methods that mask a learned *time-domain* representation (:class:`~captum_lmac.attr.LMACTD`)
+    explain a waveform classifier; this adapter lets them explain a spectrogram classifier (e.g. a
+    :class:`~captum_lmac.SpectrogramClassifier`) too.
+
+    Args:
+        model (nn.Module): X (N, 1, F, T) → logits.
+        stft (STFT): The analysis the model was trained with.
+    """
+
+    def __init__(self, model: nn.Module, stft: STFT) -> None:
+        super().__init__()
+        if not isinstance(stft, STFT):
+            raise InputError(f"stft must be a captum_lmac.STFT, got {type(stft).__name__}")
+        self.model = model
+        self.stft = stft
+        self.sample_rate = stft.sample_rate
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        if not torch.is_tensor(waveform) or waveform.dim() != 2:
+            raise InputError(f"{type(self).__name__} takes waveforms (N, samples), got "
+                             f"{tuple(waveform.shape) if torch.is_tensor(waveform) else type(waveform).__name__}")
+        return self.model(self.stft.magnitude(waveform))
+
+
+def waveform_model(model: nn.Module, stft: Optional[STFT] = None) -> nn.Module:
+    """The waveform → logits module behind ``model``: the model inside a :class:`WaveformClassifier`,
+    a spectrogram model wrapped in :class:`SpectrogramInputClassifier` (needs ``stft``; a
+    :class:`~captum_lmac.SpectrogramClassifier` brings its own), or ``model`` itself."""
+    if isinstance(model, WaveformClassifier):
+        return model.model
+    if isinstance(model, SpectrogramInputClassifier):
+        return model
+    if stft is None:
+        stft = getattr(getattr(model, "features", None), "stft", None)
+    if stft is not None:
+        return SpectrogramInputClassifier(model, stft)
+    return model
+
+
 # --- generic helpers the rest of the library uses ---------------------------------------------------------
 
 
@@ -537,6 +580,7 @@ class FrontEndClassifier(nn.Module):
 
 
 __all__ = [
-    "OutputSpec", "select_logits", "PickLogits", "model_sample_rate", "WaveformClassifier", "needs_phase",
+    "OutputSpec", "select_logits", "PickLogits", "model_sample_rate", "WaveformClassifier",
+    "SpectrogramInputClassifier", "waveform_model", "needs_phase",
     "using_phase", "bound_slice", "bound_forward_args", "KaldiFbank", "FrontEndClassifier",
 ]

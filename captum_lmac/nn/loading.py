@@ -46,7 +46,14 @@ from torch import Tensor, nn
 from .hooks import Hook, LayerSpec
 from ..audio import STFT
 from ..errors import CheckpointError, InputError
-from .adapters import OutputSpec, PickLogits, WaveformClassifier, model_sample_rate, select_logits
+from .adapters import (
+    OutputSpec,
+    PickLogits,
+    SpectrogramInputClassifier,
+    WaveformClassifier,
+    model_sample_rate,
+    select_logits,
+)
 
 PathLike = Union[str, Path]
 
@@ -400,7 +407,7 @@ def qualify_layers(model: nn.Module, layers: Sequence[LayerSpec]) -> List[LayerS
     with ``model.``; any other name is returned unchanged (resolving it then reports the closest
     existing names). :class:`~captum_lmac.nn.hooks.Hook` specs are rewritten the same way.
     """
-    inner = getattr(model, "model", None) if isinstance(model, (WaveformClassifier, PickLogits)) else None
+    inner = getattr(model, "model", None) if isinstance(model, (WaveformClassifier, PickLogits, SpectrogramInputClassifier)) else None
     names = {n for n, _ in model.named_modules()}
     inner_names = {n for n, _ in inner.named_modules()} if isinstance(inner, nn.Module) else set()
 

@@ -69,3 +69,26 @@ def test_every_method_explains_every_architecture(name, zoo_data, tmp_path):
         assert 0 <= r["metrics"]["MM"]["mean"] <= 1 and r["metrics"]["FidIn"]["n"] == 6
     assert len(res["sanity"]["methods"]["lmac"]["mean"]) >= 2
     assert (tmp_path / "report.html").is_file()
+
+
+@pytest.mark.parametrize("name", ["conv1d", "waveform_cnn"])
+def test_lmac_td_rows_through_the_harness(name, zoo_data, tmp_path):
+    stft, data = zoo_data
+    model, info = tiny_architecture(name, stft, data)
+    small = {"channels": 32, "masker_kwargs": {"bottleneck": 16, "hidden": 32, "blocks": 2, "repeats": 1}}
+    cfg = {
+        "suite": f"td-{name}", "methods": ["gradcam", "lmac_td", "lmac_td_a0"], "conditions": ["in-domain", "white"],
+        "domains": ["stft"], "cam_layer": info["cam_layer"], "report": {"n_examples": 1},
+        "sanity": {"n_clips": 3, "methods": ["lmac_td", "gradcam"]},
+        "lmac_td": {"layers": [h.config() if hasattr(h, "config") else h for h in info["decoder_layers"][-2:]],
+                    "init": small, "fit": {"epochs": 1, "batch_size": 6, "autoencoder_steps": 2}},
+    }
+    res = run_benchmark(model, stft, data, config=cfg, out_dir=tmp_path, progress=False)
+    rows = {r["method"]: r for r in res["rows"] if r["condition"] == "in-domain"}
+    assert set(rows) == {"gradcam", "lmac_td", "lmac_td_a0"}
+    td = rows["lmac_td"]["metrics"]
+    assert 0 <= td["MM"]["mean"] <= 1 and td["FidIn"]["n"] == 6 and "SI-SDR" in td  # the clean event is known
+    assert res["fits"]["lmac_td (stft)"]["epochs_run"] == 1
+    assert len(res["sanity"]["methods"]["lmac_td"]["mean"]) >= 2
+    wavs = [m["wav"] for ex in res["examples"] for c in ex["clips"] for m in c["methods"] if m["name"] == "lmac_td"]
+    assert wavs and all((tmp_path / w).is_file() for w in wavs)
