@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+import browser as browser_mod
 from browser import CANDIDATES, BrowserError, Chromium, find_chromium, inspect_page, url_path
 from captum_lmac.cli import main as cli_main
 from report_runs import crnn_run, demo_run
@@ -24,6 +25,17 @@ def browser():
                     "`chromium` package (apt-get install chromium) to run the browser tests")
     with Chromium(exe, timeout=60) as b:
         yield b
+
+
+def test_find_chromium_order(monkeypatch, tmp_path):
+    fake = tmp_path / "my-chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CHROMIUM", str(fake))
+    assert find_chromium() == str(fake)  # $CHROMIUM first
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "absent"))
+    monkeypatch.setattr(browser_mod, "CANDIDATES", ("no-such-chromium",))
+    assert find_chromium() is None  # then the browser tests skip, naming it
 
 
 def check_page(browser, page: Path, methods):
