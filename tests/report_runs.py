@@ -3,11 +3,16 @@
 - :func:`crnn_run` — a tiny benchmark of a second classifier (a CRNN from the zoo) with a toy
   suite-level analysis ``deletion_curve`` that returns curves and a plot of its own (the report's
   analysis hooks);
-- :func:`demo_run` — ``captum-lmac demo --tiny``.
+- :func:`demo_run` — ``captum-lmac demo --tiny``;
+- :func:`rerendered_run` — a copy of a results folder re-rendered by ``captum-lmac report`` after its
+  page, tables, figures and two of its clips' media files were deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -102,3 +107,28 @@ def demo_run(root: Path) -> Path:
         assert rc == 0
         _BUILT["demo"] = out
     return _BUILT["demo"]
+
+
+RERENDER_GONE = ("media/white_clip0_lmac.wav", "media/white_clip0_lmac_masked.png")
+"""The media files :func:`rerendered_run` deletes before re-rendering."""
+
+
+def rerendered_run(root: Path, out: Path) -> Tuple[Path, Dict[str, Any]]:
+    """``(folder, info)``: a copy of ``out`` without ``report.html``, ``results.md``, ``results.csv``,
+    ``sanity_cascading.png``, ``figures/`` and :data:`RERENDER_GONE`, re-rendered by ``captum-lmac report``.
+    ``info``: exit status, stdout and stderr of the command, and the media files' modification times
+    before it ran."""
+    if "rerendered" not in _BUILT:
+        dst = Path(root) / "rerendered"
+        shutil.copytree(out, dst)
+        for name in ("report.html", "results.md", "results.csv", "sanity_cascading.png") + RERENDER_GONE:
+            (dst / name).unlink()
+        shutil.rmtree(dst / "figures")
+        media = {p.name: p.stat().st_mtime_ns for p in (dst / "media").iterdir()}
+        json_bytes = (dst / "results.json").read_bytes()
+        so, se = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+            rc = cli_main(["report", str(dst)])
+        _BUILT["rerendered"] = (dst, {"rc": rc, "stdout": so.getvalue(), "stderr": se.getvalue(), "media": media,
+                                      "results_json": json_bytes})
+    return _BUILT["rerendered"]

@@ -306,8 +306,10 @@ _MEDIA_KEYS = ("input_png", "input_wav", "oracle_png", "target_wav", "png", "mas
 
 
 def prune_missing_media(results: Mapping[str, Any], out_dir: PathLike) -> Tuple[Dict[str, Any], List[str]]:
-    """A copy of ``results`` without references to media files that are not in ``out_dir``, and the
-    list of those missing files (so a page never shows a broken picture or a silent player)."""
+    """A copy of ``results`` without references to media files that are not in ``out_dir`` (the clips'
+    pictures and WAVs, analysis plots drawn at run time), and the list of those missing files — so a
+    page never shows a broken picture or a silent player. Figures the report draws itself are not
+    checked: they are redrawn at every render."""
     out = Path(out_dir)
     res = copy.deepcopy(dict(results))
     missing: List[str] = []
@@ -329,9 +331,6 @@ def prune_missing_media(results: Mapping[str, Any], out_dir: PathLike) -> Tuple[
                 for k in _MEDIA_KEYS:
                     if k in m and not keep(m[k]):
                         m.pop(k)
-    san = res.get("sanity")
-    if isinstance(san, dict) and san.get("plot") and not (out / san["plot"]).is_file() and not san.get("methods"):
-        missing.append(san.pop("plot"))
     for a in (res.get("analyses") or {}).values():
         if isinstance(a, dict) and a.get("plots"):
             a["plots"] = [p for p in a["plots"] if keep(p if isinstance(p, str) else (p or {}).get("file"))]

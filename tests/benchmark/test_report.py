@@ -21,7 +21,7 @@ from captum_lmac.benchmark.report import (
 from captum_lmac.cli import main as cli_main
 from captum_lmac.errors import InputError
 from captum_lmac.metrics import METRICS, metric_info
-from report_runs import CRNN_DESCRIPTION, DELETION, crnn_run
+from report_runs import CRNN_DESCRIPTION, DELETION, RERENDER_GONE, crnn_run, rerendered_run
 
 
 def _row(method, **metrics):
@@ -310,36 +310,23 @@ def _copy(out, tmp_path):
     return dst
 
 
-def test_report_command_rerenders_from_results_json(tiny_run, tmp_path, capsys):
+def test_report_command_rerenders_from_results_json(tiny_run, tmp_path_factory):
     res, out, _ = tiny_run
-    dst = _copy(out, tmp_path)
-    media = {p: p.stat().st_mtime_ns for p in (dst / "media").iterdir()}
-    before = (dst / "results.json").read_bytes()
-    for name in ("report.html", "results.md", "results.csv", "sanity_cascading.png"):
-        (dst / name).unlink()
-    shutil.rmtree(dst / "figures")
-    assert cli_main(["report", str(dst)]) == 0
-    assert "re-rendered" in capsys.readouterr().out
-    assert (dst / "results.json").read_bytes() == before  # not rewritten
-    assert {p: p.stat().st_mtime_ns for p in (dst / "media").iterdir()} == media  # reused, not redrawn
-    for name in ("results.md", "results.csv", "report.html"):
+    dst, info = rerendered_run(tmp_path_factory.mktemp("rerender"), out)
+    assert info["rc"] == 0 and "re-rendered" in info["stdout"]
+    assert (dst / "results.json").read_bytes() == info["results_json"]  # not rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in (dst / "media").iterdir()} == info["media"]  # reused, not redrawn
+    for name in ("results.md", "results.csv"):
         assert (dst / name).read_text() == (out / name).read_text(), name
-    for rel in ["sanity_cascading.png"] + [r for _, _, r in figure_plan(res)["summary"]]:
-        assert (dst / rel).is_file()
-
-
-def test_rerender_leaves_out_missing_media(tiny_run, tmp_path):
-    _, out, _ = tiny_run
-    dst = _copy(out, tmp_path)
-    gone = ["media/white_clip0_lmac.wav", "media/white_clip0_lmac_masked.png"]
-    for g in gone:
-        (dst / g).unlink()
-    notes = []
-    rerender(dst, log=notes.append)
-    page = _page(dst / "report.html")
-    assert not set(gone) & set(page.srcs)
-    assert all((dst / s).is_file() for s in page.srcs)
-    assert "2 media file(s)" in notes[0] and "media/white_clip0_lmac.wav" in (dst / "report.html").read_text()
+    for rel in ["sanity_cascading.png"] + [r for _, _, r in figure_plan(res)["summary"]] + \
+            [r for _, r in figure_plan(res)["fits"]]:
+        assert (dst / rel).is_file(), rel
+    # the page is the original one, less the media files that are gone (left out and listed)
+    srcs, before = _page(dst / "report.html").srcs, _page(out / "report.html").srcs
+    assert srcs == [s for s in before if s not in RERENDER_GONE]
+    assert all((dst / s).is_file() for s in srcs)
+    assert "2 media file(s)" in info["stderr"] and info["stderr"].count("\n") == 1
+    assert all(g in (dst / "report.html").read_text() for g in RERENDER_GONE)  # named under Details
 
 
 @pytest.mark.parametrize("content, message", [
