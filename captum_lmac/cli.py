@@ -11,14 +11,15 @@ from .benchmark.report import compare, rerender
 from .demo import run_demo
 from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
 from .explain import explain_file
+from .fit import main as fit_main
 
 _USER_ERRORS = (InputError, DataNotFoundError, CheckpointError, NotFittedError)
 
 
 def _explain(args: argparse.Namespace) -> int:
     out = explain_file(
-        args.wav, classifier=args.classifier, interpreter=args.interpreter, out=args.out,
-        png=args.png, mask_domain=args.mask_domain,
+        args.wav, interpreter=args.interpreter, out=args.out, classifier=args.classifier, png=args.png,
+        mask_domain=args.mask_domain, model=args.model, weights=args.weights, input=args.input,
     )
     print(f"class: {out['class']} (p = {out['probability']:.3f})")
     print(f"explanation audio: {out['wav']}")
@@ -68,13 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="explain a WAV file with a saved classifier and L-MAC interpreter")
     e.add_argument("wav", help="input audio file (any sample rate; resampled to the classifier's)")
-    e.add_argument("--classifier", required=True, help="classifier checkpoint (captum_lmac.save_classifier)")
+    e.add_argument("--classifier", default=None, help="classifier checkpoint (captum_lmac.save_classifier)")
+    e.add_argument("--model", default=None,
+                   help="your own classifier instead: pkg.module:factory, file.py:factory or a TorchScript file "
+                        "(default: the one recorded by captum-lmac fit)")
+    e.add_argument("--weights", default=None, help="weights of --model")
+    e.add_argument("--input", default=None, choices=["auto", "spectrogram", "waveform"], help="what --model takes")
     e.add_argument("--interpreter", required=True, help="fitted L-MAC checkpoint (LMAC.save)")
     e.add_argument("--out", required=True, help="output WAV of the listenable explanation")
     e.add_argument("--png", default=None, help="figure path (default: next to --out)")
     e.add_argument("--mask-domain", default=None, choices=["linear", "log1p"], help="override the interpreter's masking domain")
     e.set_defaults(func=_explain)
 
+    sub.add_parser("fit", help="fit L-MAC for your own classifier on a folder of clips (captum-lmac fit --help)",
+                   add_help=False)
     sub.add_parser("benchmark", help="run a benchmark suite (captum-lmac benchmark --help)", add_help=False)
 
     r = sub.add_parser("report", help="re-render a benchmark report from results.json, or compare several runs",
@@ -90,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fit":
+        return int(fit_main(argv[1:]) or 0)
     if argv and argv[0] == "benchmark":
         try:
             return _benchmark(argv[1:])

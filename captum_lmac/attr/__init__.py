@@ -10,8 +10,8 @@ from .baselines import (
     register_baseline,
     to_mask,
 )
-from ._auto_layers import AutoLayers, auto_layers
-from ._hooks import Hook
+from ..nn.auto_layers import AutoLayers, auto_layers
+from ..nn.hooks import Hook
 from .grad_cam_pp import LayerGradCamPlusPlus
 from ._learned import FitPlan, LearnedAttribution
 from .l2i import L2I

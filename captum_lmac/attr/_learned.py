@@ -10,6 +10,7 @@ pattern): :meth:`~LearnedAttribution._fit_setup`, :meth:`~LearnedAttribution._tr
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,9 @@ from .._io import fingerprint_mismatch, load_checkpoint, model_fingerprint, save
 from .._utils import TargetType, eval_mode, format_target
 from ..data.tensors import SpectrogramSet
 from ..errors import CheckpointError, InputError, NotFittedError
-from ._hooks import LayerRecorder, LayerSpec, resolve_layers
+from ..nn.adapters import needs_phase, using_phase
+from ..nn.auto_layers import auto_layers
+from ..nn.hooks import Hook, LayerRecorder, LayerSpec, resolve_hooks
 
 
 def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[int] = None) -> Tuple[Tensor, bool]:
@@ -53,17 +56,56 @@ def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[i
     return inputs, was_tuple
 
 
+@dataclass
+class Batch:
+    """One training batch as the fit loop sees it.
+
+    Attributes:
+        X: Inputs (B, 1, F, T).
+        clean: The clean part of a mixture (L-MAC fine-tuning pairs), or None.
+        phase: The clips' phase (B, 1, F, T) for classifiers that need it (waveform models), or None.
+        length: The clips' length in samples (ISTFT output length), or None.
+        extra: Method-specific precomputed data (e.g. cached classifier outputs), or None.
+    """
+
+    X: Tensor
+    clean: Optional[Tensor] = None
+    phase: Optional[Tensor] = None
+    length: Optional[int] = None
+    extra: Any = None
+
+
+def as_batch(item: Any) -> Batch:
+    """A user's batch as a :class:`Batch`: a tensor X, an ``(X, X_clean)`` pair, a dict with keys
+    ``X`` / ``clean_X`` / ``phase`` / ``length``, a :class:`SpectrogramSet`, or a Batch."""
+    if isinstance(item, Batch):
+        return item
+    if torch.is_tensor(item):
+        return Batch(item)
+    if isinstance(item, SpectrogramSet):
+        return Batch(item.X, item.extra.get("clean_X"), item.phase, int(item.waveform.shape[-1]))
+    if isinstance(item, dict):
+        if "X" not in item:
+            raise InputError(f"a dict batch needs an 'X' entry, got keys {sorted(item)}")
+        return Batch(item["X"], item.get("clean_X"), item.get("phase"), item.get("length"))
+    if isinstance(item, (tuple, list)) and item and torch.is_tensor(item[0]):
+        return Batch(item[0], item[1] if len(item) > 1 and torch.is_tensor(item[1]) else None)
+    raise InputError(f"a training batch must be a tensor, an (X, X_clean) pair or a dict, got {type(item).__name__}")
+
+
 def iterate_batches(
     batches: Any, batch_size: int, generator: torch.Generator, pairs_key: str = "clean_X"
-) -> Iterator[Union[Tensor, Tuple[Tensor, ...]]]:
+) -> Iterator[Batch]:
     """One epoch over training data given as a tensor, a tuple of tensors, a SpectrogramSet or an iterable.
 
     Tensors (and tuples of tensors sharing the first dimension) are shuffled with ``generator`` and
-    split into ``batch_size`` chunks; a :class:`SpectrogramSet` yields ``X`` or, when it carries
-    ``extra[pairs_key]``, ``(X, extra[pairs_key])`` pairs; any other iterable (list, DataLoader) is
-    iterated as it is.
+    split into ``batch_size`` chunks; a :class:`SpectrogramSet` likewise, with its phase and, when it
+    carries ``extra[pairs_key]``, the clean parts; any other iterable (list, DataLoader) is iterated
+    as it is (each item through :func:`as_batch`).
     """
+    phase, length = None, None
     if isinstance(batches, SpectrogramSet):
+        phase, length = batches.phase, int(batches.waveform.shape[-1])
         batches = (batches.X, batches.extra[pairs_key]) if pairs_key in batches.extra else batches.X
     if torch.is_tensor(batches):
         batches = (batches,)
@@ -74,9 +116,11 @@ def iterate_batches(
         order = torch.randperm(n, generator=generator)
         for s in range(0, n, batch_size):
             idx = order[s : s + batch_size]
-            yield batches[0][idx] if len(batches) == 1 else tuple(b[idx] for b in batches)
+            yield Batch(batches[0][idx], batches[1][idx] if len(batches) > 1 else None,
+                        phase[idx] if phase is not None else None, length)
         return
-    yield from batches
+    for item in batches:
+        yield as_batch(item)
 
 
 def materialise(batches: Any) -> Any:
@@ -123,7 +167,8 @@ class LearnedAttribution(Attribution):
     history_keys: Tuple[str, ...] = ("loss",)
     progress_keys: Tuple[str, ...] = ("loss",)
 
-    def __init__(self, forward_func: nn.Module, layers: Sequence[LayerSpec]) -> None:
+    def __init__(self, forward_func: nn.Module, layers: Union[str, Sequence[LayerSpec]],
+                 layout: Optional[str] = None) -> None:
         if not isinstance(forward_func, nn.Module):
             raise InputError(
                 f"{type(self).__name__} needs the classifier as an nn.Module (its layers are hooked), "
@@ -131,10 +176,47 @@ class LearnedAttribution(Attribution):
             )
         super().__init__(forward_func)
         self.model: nn.Module = forward_func
-        self.layer_modules, self.layer_names = resolve_layers(forward_func, layers)
-        self.recorder = LayerRecorder(self.layer_modules)
         self.decoder: Optional[nn.Module] = None
         self.history: Dict[str, Any] = {}
+        self.auto_choice: Optional[str] = None
+        self._layout = layout
+        self._set_layers([] if isinstance(layers, str) and layers == "auto" else layers)
+        self._auto = isinstance(layers, str) and layers == "auto"
+
+    def _set_layers(self, layers: Sequence[LayerSpec]) -> None:
+        if isinstance(layers, (str, nn.Module, Hook)):
+            layers = [layers]
+        self.hooks = resolve_hooks(self.model, list(layers), layout=self._layout)
+        self.layer_modules = [h.module for h in self.hooks]
+        self.layer_names = [h.name for h in self.hooks]
+        self.recorder = LayerRecorder(self.hooks, model=self.model)
+
+    def _resolve_auto(self, batch: Batch) -> None:
+        """``layers="auto"``: pick the decoder layers on the first training batch (:func:`auto_layers`) and say so."""
+        if not self._auto:
+            return
+        with self.bound(batch.phase[:1] if batch.phase is not None else None, batch.length):
+            choice = auto_layers(self.model, batch.X[:1])
+        self.auto_choice = choice.explanation
+        tqdm.write(f"[{type(self).__name__}] layers='auto': {choice.explanation}")
+        self._set_layers(choice.hooks)
+        self._auto = False
+
+    def bound(self, phase: Optional[Tensor], length: Optional[int] = None):
+        """Bind ``phase`` to a classifier that needs it (waveform models); a no-op for the others."""
+        if not needs_phase(self.model):
+            return contextlib.nullcontext()
+        return using_phase(self.model, phase, length)
+
+    def layer_specs(self) -> List[Any]:
+        """The hooked layers as stored in a checkpoint: names, or Hook configurations where options are set."""
+        out: List[Any] = []
+        for h in self.hooks:
+            hook = Hook(h.name, pick=h.hook.pick, layout=h.hook.layout, drop_tokens=h.hook.drop_tokens,
+                        grid=h.hook.grid, fold=h.hook.fold)
+            cfg = hook.config()
+            out.append(cfg["layer"] if list(cfg) == ["layer"] else cfg)
+        return out
 
     # ------------------------------------------------------------------ helpers
     def forward_with_features(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
@@ -185,7 +267,8 @@ class LearnedAttribution(Attribution):
                 n = 0
                 for batch in plan.batches(gen):
                     opt.zero_grad()
-                    step = self._train_step(batch)
+                    with self.bound(getattr(batch, "phase", None), getattr(batch, "length", None)):
+                        step = self._train_step(batch)
                     if step is None:
                         continue
                     terms, size = step
@@ -265,7 +348,7 @@ class LearnedAttribution(Attribution):
         self._require_fitted()
         meta = {
             "config": self._config(),
-            "layers": self.layer_names,
+            "layers": self.layer_specs(),
             "fingerprint": model_fingerprint(self._fingerprinted(self.model)),
             "history": self.history,
         }
@@ -286,7 +369,8 @@ class LearnedAttribution(Attribution):
         reason = fingerprint_mismatch(meta["fingerprint"], cls._fingerprinted(model))
         if reason:
             raise CheckpointError(f"{path} was fitted for a different {cls.fitted_for}: {reason}")
-        obj = cls(model, layers=layers if layers is not None else meta["layers"], **cls._init_kwargs(model, meta, kwargs))
+        stored = [Hook.from_config(c) for c in meta["layers"]]
+        obj = cls(model, layers=layers if layers is not None else stored, **cls._init_kwargs(model, meta, kwargs))
         obj._check_loaded(meta, path, **options)
         obj._build(meta["config"])
         try:
@@ -298,5 +382,5 @@ class LearnedAttribution(Attribution):
         return obj
 
 
-__all__ = ["LearnedAttribution", "FitPlan", "TargetType", "format_target", "unpack_inputs", "iterate_batches",
-           "materialise"]
+__all__ = ["LearnedAttribution", "FitPlan", "Batch", "as_batch", "TargetType", "format_target", "unpack_inputs",
+           "iterate_batches", "materialise"]

@@ -44,7 +44,6 @@ from captum.attr import (
     Attribution,
     GradientShap,
     GuidedBackprop,
-    GuidedGradCam,
     IntegratedGradients,
     KernelShap,
     LayerAttribution,
@@ -125,15 +124,7 @@ def to_mask(attr: Tensor, input_shape: Sequence[int], kind: str = "gradient") ->
     if a.shape[0] != shape[0]:
         raise InputError(f"attribution has {a.shape[0]} samples but the input has {shape[0]}")
     if kind == "cam":
-        if a.dim() == len(shape) - 1:
-            a = a.unsqueeze(1)
-        if a.dim() != len(shape):
-            raise InputError(f"a CAM map of shape {tuple(attr.shape)} does not fit input shape {shape}")
-        a = a.sum(dim=1, keepdim=True).clamp_min(0)
-        if tuple(a.shape[2:]) != shape[2:]:
-            mode = {3: "linear", 4: "bilinear", 5: "trilinear"}[a.dim()]
-            a = LayerAttribution.interpolate(a, shape[2:], interpolate_mode=mode).clamp_min(0)
-        a = a.expand(shape)
+        a = upsample_cam(a, shape, relu=True).expand(shape)
     else:
         if tuple(a.shape) != shape:
             squeezed = [d for d in a.shape[1:] if d != 1]
@@ -143,6 +134,25 @@ def to_mask(attr: Tensor, input_shape: Sequence[int], kind: str = "gradient") ->
                 raise InputError(f"attribution shape {tuple(attr.shape)} differs from input shape {shape}")
         a = a.abs() if kind == "gradient" else a.clamp_min(0)
     return _per_sample_max_normalise(a.contiguous())
+
+
+def upsample_cam(cam: Tensor, input_shape: Sequence[int], relu: bool = True, mode: Optional[str] = None) -> Tensor:
+    """A layer map (N, C, h, w), (N, h, w) or — from a 1-D layer — (N, C, t) as (N, 1, F, T): channels
+    summed (ReLU first with ``relu``), interpolated to the input's (F, T) (``mode`` default
+    bilinear; a map with one frequency row is constant along frequency)."""
+    shape = tuple(int(s) for s in input_shape)
+    a = cam
+    if a.dim() == len(shape) - 1:
+        a = a.unsqueeze(1)
+    if a.dim() != len(shape):
+        raise InputError(f"a CAM map of shape {tuple(cam.shape)} does not fit input shape {shape}")
+    a = a.sum(dim=1, keepdim=True)
+    a = a.clamp_min(0) if relu else a
+    if tuple(a.shape[2:]) != shape[2:]:
+        mode = mode or {3: "linear", 4: "bilinear", 5: "trilinear"}[a.dim()]
+        a = LayerAttribution.interpolate(a, shape[2:], interpolate_mode=mode)
+        a = a.clamp_min(0) if relu else a
+    return a
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -450,8 +460,9 @@ class GuidedBackpropBaseline(MaskBaseline):
 
 
 class GuidedGradCamBaseline(MaskBaseline):
-    """Guided GradCAM (Selvaraju et al., 2017): guided backprop × GradCAM upsampled to (F, T)
-    (``interpolate_mode`` default ``"bilinear"``, like the CAM mask rule); an input-space map."""
+    """Guided GradCAM (Selvaraju et al., 2017): guided backprop × GradCAM (``LayerGradCam`` with
+    ReLU) upsampled to (F, T) (``interpolate_mode`` default ``"bilinear"``, like the CAM mask rule;
+    maps of 1-D layers too); an input-space map."""
 
     name = "guided_gradcam"
 
@@ -460,12 +471,17 @@ class GuidedGradCamBaseline(MaskBaseline):
         _check_relus(model, self.name)
         self.layer = layer if layer is not None else default_cam_layer(model)
         self.interpolate_mode = interpolate_mode
-        self.method = GuidedGradCam(model, self.layer)
+        self.cam = LayerGradCam(model, self.layer)
+        self.guided = GuidedBackprop(model)
 
     def raw(self, X, target, additional_forward_args=None):
+        # Captum's GuidedGradCam computes the same product but cannot upsample the map of a 1-D layer
+        # (N, 1, t) to (F, T); the CAM here is upsampled by the mask rule's own interpolation.
+        cam = self.cam.attribute(X, target=target, relu_attributions=True,
+                                 additional_forward_args=additional_forward_args)
         with _quiet_relu_hooks():
-            return self.method.attribute(X, target=target, interpolate_mode=self.interpolate_mode,
-                                         additional_forward_args=additional_forward_args)
+            guided = self.guided.attribute(X, target=target, additional_forward_args=additional_forward_args)
+        return guided * upsample_cam(cam, X.shape, relu=False, mode=self.interpolate_mode)
 
 
 class GradientShapBaseline(MaskBaseline):
@@ -702,7 +718,7 @@ def make_baseline(name: str, model: Callable[..., Tensor], layer: Optional[nn.Mo
 
 
 __all__ = [
-    "MASK_RULES", "to_mask", "eval_mode", "resolve_targets", "slice_forward_args", "default_cam_layer",
+    "MASK_RULES", "to_mask", "upsample_cam", "eval_mode", "resolve_targets", "slice_forward_args", "default_cam_layer",
     "patch_feature_mask",
     "MaskBaseline", "CaptumBaseline", "SaliencyBaseline", "SmoothGradBaseline", "IntegratedGradientsBaseline",
     "GradCamBaseline", "GradCamPlusPlusBaseline", "GuidedBackpropBaseline", "GuidedGradCamBaseline",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,9 @@ from ..errors import InputError
 from ..nmf import frames_matrix, learn_dictionary, log_magnitude
 from ..nn.decoders import layer_shape_spec
 from ..nn.l2i import L2INet
-from ._hooks import LayerSpec
-from ._learned import FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
+from ..nn.hooks import LayerSpec
+from ..nn.adapters import bound_slice
+from ._learned import Batch, FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
 
 _EPS = 1e-8
 _NO_PAIRS = "__l2i_no_pairs__"  # SpectrogramSet batches: X only, even when clean_X is present
@@ -83,7 +84,8 @@ class L2I(LearnedAttribution):
         dictionary (Tensor, optional): A pre-learnt (F, K) dictionary (:func:`captum_lmac.nmf.learn_dictionary`
             on ``log(1 + |X|)``); learnt by :meth:`fit` when None.
         activation (str): Non-negativity of H: ``"relu"`` (exact zeros; default) or ``"softplus"``.
-        sequence_layout (str): ``"NCT"`` or ``"NTC"`` for 3-D hooked outputs.
+        sequence_layout (str, optional): ``"NCT"`` or ``"NTC"`` for 3-D outputs of layers given by name
+            (default: inferred per layer; see :class:`~captum_lmac.attr.Hook`).
 
     Examples::
 
@@ -109,13 +111,13 @@ class L2I(LearnedAttribution):
         hidden: int = 64,
         dictionary: Optional[Tensor] = None,
         activation: str = "relu",
-        sequence_layout: str = "NCT",
+        sequence_layout: Optional[str] = None,
     ) -> None:
-        super().__init__(forward_func, layers)
+        if sequence_layout not in (None, "NCT", "NTC"):
+            raise InputError(f"sequence_layout must be 'NCT', 'NTC' or None (inferred), got {sequence_layout!r}")
+        super().__init__(forward_func, layers, layout=sequence_layout)
         if activation not in ("relu", "softplus"):
             raise InputError(f"activation must be 'relu' or 'softplus', got {activation!r}")
-        if sequence_layout not in ("NCT", "NTC"):
-            raise InputError(f"sequence_layout must be 'NCT' or 'NTC', got {sequence_layout!r}")
         self._dictionary: Optional[Tensor] = None
         if dictionary is not None:
             self._dictionary = _as_tensor_dictionary(dictionary)
@@ -192,12 +194,12 @@ class L2I(LearnedAttribution):
                 f"the dictionary has {self._dictionary.shape[0]} rows but the inputs {X.shape[2]} frequency bins"
             )
         with torch.no_grad(), eval_mode(self.model, freeze=True):
-            logits, feats = self.forward_with_features(X[:1])
+            with bound_slice(self.model, 0, 1):
+                logits, feats = self.forward_with_features(X[:1])
         if logits.dim() != 2:
             raise InputError(f"the classifier must return (N, C) scores, got shape {tuple(logits.shape)}")
-        spec = layer_shape_spec(feats, self.sequence_layout)
-        self.decoder = L2INet(spec, X.shape[2], self.n_components, int(logits.shape[1]), self.hidden,
-                              self.activation, self.sequence_layout)
+        spec = layer_shape_spec(feats)
+        self.decoder = L2INet(spec, X.shape[2], self.n_components, int(logits.shape[1]), self.hidden, self.activation)
         self.decoder.dictionary.copy_(self._dictionary)
 
     def _run(self, X: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -220,7 +222,9 @@ class L2I(LearnedAttribution):
         out: Dict[str, List[Tensor]] = {"logits": [], "H": [], "theta_logits": [], "z": []}
         with eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
-                for k, v in zip(out, self._run(X[s : s + batch_size])):
+                with bound_slice(self.model, s, s + batch_size):
+                    parts = self._run(X[s : s + batch_size])
+                for k, v in zip(out, parts):
                     out[k].append(v)
         return {k: torch.cat(v) for k, v in out.items()}
 
@@ -348,14 +352,15 @@ class L2I(LearnedAttribution):
         frozen and in eval mode, so its outputs do not change between epochs."""
         if max_bytes <= 0:
             return None
-        with torch.no_grad():
+        with torch.no_grad(), bound_slice(self.model, 0, 1):
             _, feats = self.forward_with_features(X[:1])
         if sum(f.numel() * f.element_size() for f in feats) * X.shape[0] > max_bytes:
             return None
         logits, parts = [], []
         with torch.no_grad():
             for s in range(0, X.shape[0], batch_size):
-                lg, fs = self.forward_with_features(X[s : s + batch_size])
+                with bound_slice(self.model, s, s + batch_size):
+                    lg, fs = self.forward_with_features(X[s : s + batch_size])
                 logits.append(lg)
                 parts.append(fs)
         return torch.cat(logits), [torch.cat([fs[i] for fs in parts]) for i in range(len(parts[0]))]
@@ -388,7 +393,8 @@ class L2I(LearnedAttribution):
             for s in range(0, X.shape[0], batch_size):
                 xb = X[s : s + batch_size]
                 pre = None if _pre is None else (_pre[0][s : s + batch_size], [f[s : s + batch_size] for f in _pre[1]])
-                terms = self._loss_terms(xb, alpha, beta, pre)
+                with bound_slice(self.model, s, s + batch_size):
+                    terms = self._loss_terms(xb, alpha, beta, pre)
                 for k in ("loss", "fidelity", "nmf", "l1", "fid_acc"):
                     acc[k] += float(terms[k]) * xb.shape[0]
                 logits, theta_logits = terms["logits"], terms["theta_logits"]
@@ -464,10 +470,11 @@ class L2I(LearnedAttribution):
     def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
         cfg = self._fit_settings
         data = materialise(data)
-        first = next(iter(_x_batches(data, batch_size, torch.Generator().manual_seed(seed))), None)
+        first = next(iter(iterate_batches(data, batch_size, torch.Generator().manual_seed(seed), _NO_PAIRS)), None)
         if first is None:
             raise InputError("fit got no training batches")
-        X0, _ = unpack_inputs(first, self.decoder.n_freqs if self.decoder is not None else None)
+        X0, _ = unpack_inputs(first.X, self.decoder.n_freqs if self.decoder is not None else None)
+        self._resolve_auto(first)
         hist: Dict[str, Any] = {}
         t_dict = time.time()
         if self.decoder is None and self._dictionary is None:
@@ -476,41 +483,46 @@ class L2I(LearnedAttribution):
                 progress=progress, l2i_alpha=cfg["alpha"], l2i_beta=cfg["beta"],
             )
         hist["dictionary_seconds"] = time.time() - t_dict
-        self._ensure_decoder(X0)
+        with self.bound(first.phase, first.length):
+            self._ensure_decoder(X0)
         val_X = None if val is None else unpack_inputs(getattr(val, "X", val), self.decoder.n_freqs)[0]
+        val_phase = (val.phase, int(val.waveform.shape[-1])) if isinstance(val, SpectrogramSet) else (None, None)
         in_memory = isinstance(data, SpectrogramSet) or torch.is_tensor(data)
         train_X = getattr(data, "X", data) if in_memory else None
+        train_phase = (data.phase, int(data.waveform.shape[-1])) if isinstance(data, SpectrogramSet) else (None, None)
         if train_X is not None:
             train_X, _ = unpack_inputs(train_X, self.decoder.n_freqs)
         budget = float(cfg["cache_features_gb"]) * 1e9 if cfg["epochs"] > 0 else 0.0
         with eval_mode(self.model, freeze=True):
-            cache = self._classifier_outputs(train_X, 32, budget) if train_X is not None else None
-            val_cache = self._classifier_outputs(val_X, 32, budget) if val_X is not None else None
+            with self.bound(*train_phase):
+                cache = self._classifier_outputs(train_X, 32, budget) if train_X is not None else None
+            with self.bound(*val_phase):
+                val_cache = self._classifier_outputs(val_X, 32, budget) if val_X is not None else None
         hist["cached_features"] = cache is not None
         validate = None
         if val_X is not None:
             def validate() -> Dict[str, float]:
-                return self.evaluate(val_X, cfg["alpha"], cfg["beta"], _pre=val_cache)
-        return FitPlan(batches=lambda gen: self._epoch(data, train_X, cache, batch_size, gen), validate=validate,
-                       history=hist)
+                with self.bound(*val_phase):
+                    return self.evaluate(val_X, cfg["alpha"], cfg["beta"], _pre=val_cache)
+        return FitPlan(batches=lambda gen: self._epoch(data, train_X, train_phase[0], cache, batch_size, gen),
+                       validate=validate, history=hist)
 
-    def _train_step(self, batch: Any) -> Tuple[Dict[str, Tensor], int]:
-        xb, pre = batch
-        xb, _ = unpack_inputs(xb, self.decoder.n_freqs)
-        return self._loss_terms(xb, self._fit_settings["alpha"], self._fit_settings["beta"], pre), xb.shape[0]
+    def _train_step(self, batch: Batch) -> Tuple[Dict[str, Tensor], int]:
+        xb, _ = unpack_inputs(batch.X, self.decoder.n_freqs)
+        return self._loss_terms(xb, self._fit_settings["alpha"], self._fit_settings["beta"], batch.extra), xb.shape[0]
 
     @staticmethod
-    def _epoch(batches: Any, train_X: Optional[Tensor], cache: Optional[Tuple[Tensor, List[Tensor]]],
-               batch_size: int, gen: torch.Generator):
-        """One epoch of ``(X batch, cached classifier outputs or None)``, shuffled like iterate_batches."""
+    def _epoch(batches: Any, train_X: Optional[Tensor], train_phase: Optional[Tensor],
+               cache: Optional[Tuple[Tensor, List[Tensor]]], batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+        """One epoch of batches (with the cached classifier outputs in ``extra``), shuffled like iterate_batches."""
         if cache is None:
-            for xb in _x_batches(batches, batch_size, gen):
-                yield xb, None
+            yield from iterate_batches(batches, batch_size, gen, _NO_PAIRS)
             return
         order = torch.randperm(train_X.shape[0], generator=gen)
         for s in range(0, train_X.shape[0], batch_size):
             idx = order[s : s + batch_size]
-            yield train_X[idx], (cache[0][idx], [f[idx] for f in cache[1]])
+            yield Batch(train_X[idx], phase=train_phase[idx] if train_phase is not None else None,
+                        extra=(cache[0][idx], [f[idx] for f in cache[1]]))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -531,10 +543,6 @@ def _check_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
-def _x_batches(batches: Any, batch_size: int, gen: torch.Generator):
-    """Like :func:`iterate_batches`, yielding only X (first element of tuple batches)."""
-    for b in iterate_batches(batches, batch_size, gen, pairs_key=_NO_PAIRS):
-        yield b[0] if isinstance(b, (tuple, list)) else b
 
 
 def _collect_frames(batches: Any) -> Tensor:
@@ -547,7 +555,7 @@ def _collect_frames(batches: Any) -> Tensor:
     elif torch.is_tensor(batches):
         parts = [batches]
     else:
-        parts = list(_x_batches(materialise(batches), 1 << 30, torch.Generator()))
+        parts = [b.X for b in iterate_batches(materialise(batches), 1 << 30, torch.Generator(), _NO_PAIRS)]
     if not parts:
         raise InputError("no training batches to learn the dictionary from")
     parts = [unpack_inputs(p)[0] for p in parts]

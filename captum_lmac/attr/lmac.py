@@ -13,8 +13,10 @@ from torch import Tensor, nn
 from .._utils import TargetType, eval_mode, format_target
 from ..errors import InputError
 from ..nn.decoders import MaskDecoder, layer_shape_spec
-from ._hooks import LayerSpec
-from ._learned import FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
+from ..nn.hooks import LayerSpec
+from ..data.tensors import SpectrogramSet
+from ..nn.adapters import bound_slice
+from ._learned import Batch, FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
 
 
 def apply_mask(X: Tensor, M: Tensor, mask_domain: str = "linear") -> Tensor:
@@ -51,13 +53,19 @@ class LMAC(LearnedAttribution):
 
     Args:
         forward_func (nn.Module): The classifier, input X (N, 1, F, T) → logits (N, C).
-        layers (list of nn.Module or str): Classifier layers whose outputs feed the decoder,
-            shallowest first (the paper: the four deepest CNN14 blocks). 2-D maps (N, C, F', T') and
-            1-D sequences (N, C, T') are accepted.
+        layers (list of nn.Module, str or Hook, or "auto"): Classifier layers whose outputs feed
+            the decoder, shallowest first (the paper: the four deepest CNN14 blocks). 2-D maps
+            (N, C, F', T'), 1-D sequences (N, C, T') / (N, T', C), tuples, dicts and model outputs,
+            token sequences and chunks folded into the batch are read through
+            :class:`~captum_lmac.attr.Hook`; ``"auto"`` picks them on the first training batch
+            (:func:`~captum_lmac.attr.auto_layers`, printed); ``[]`` for a model that cannot be hooked
+            (TorchScript): the decoder then reads the input only.
         hidden (int): Decoder width.
         use_input (bool): Let the decoder also read log(1 + |X|) for fine detail.
         mask_domain (str): ``"linear"`` or ``"log1p"`` (see above).
-        sequence_layout (str): ``"NCT"`` or ``"NTC"`` for 3-D hooked outputs.
+        sequence_layout (str, optional): ``"NCT"`` or ``"NTC"`` for 3-D outputs of layers given by
+            name or module (default: inferred per layer; a :class:`~captum_lmac.attr.Hook` sets it
+            for one layer).
 
     Examples::
 
@@ -80,13 +88,13 @@ class LMAC(LearnedAttribution):
         hidden: int = 32,
         use_input: bool = True,
         mask_domain: str = "linear",
-        sequence_layout: str = "NCT",
+        sequence_layout: Optional[str] = None,
     ) -> None:
-        super().__init__(forward_func, layers)
+        if sequence_layout not in (None, "NCT", "NTC"):
+            raise InputError(f"sequence_layout must be 'NCT', 'NTC' or None (inferred), got {sequence_layout!r}")
+        super().__init__(forward_func, layers, layout=sequence_layout)
         if mask_domain not in ("linear", "log1p"):
             raise InputError(f"mask_domain must be 'linear' or 'log1p', got {mask_domain!r}")
-        if sequence_layout not in ("NCT", "NTC"):
-            raise InputError(f"sequence_layout must be 'NCT' or 'NTC', got {sequence_layout!r}")
         self.hidden = int(hidden)
         self.use_input = bool(use_input)
         self.mask_domain = mask_domain
@@ -97,17 +105,15 @@ class LMAC(LearnedAttribution):
         d = config["decoder"]
         self.decoder = MaskDecoder(
             d["layer_spec"], d["out_freqs"], hidden=d["hidden"], use_input=d["use_input"],
-            sequence_layout=d["sequence_layout"],
         )
 
     def _ensure_decoder(self, X: Tensor) -> None:
         if self.decoder is not None:
             return
-        with torch.no_grad(), eval_mode(self.model, freeze=True):
+        with torch.no_grad(), eval_mode(self.model, freeze=True), bound_slice(self.model, 0, 1):
             _, feats = self.forward_with_features(X[:1])
-        spec = layer_shape_spec(feats, self.sequence_layout)
-        self.decoder = MaskDecoder(spec, X.shape[2], hidden=self.hidden, use_input=self.use_input,
-                                   sequence_layout=self.sequence_layout)
+        spec = layer_shape_spec(feats)  # hooked outputs arrive as (N, C, F', T') or (N, C, T')
+        self.decoder = MaskDecoder(spec, X.shape[2], hidden=self.hidden, use_input=self.use_input)
 
     def _mask(self, X: Tensor) -> Tuple[Tensor, Tensor]:
         """Classifier logits on X and the decoder's mask (N, 1, F, T)."""
@@ -208,17 +214,22 @@ class LMAC(LearnedAttribution):
         first = next(iter(iterate_batches(data, batch_size, torch.Generator().manual_seed(seed))), None)
         if first is None:
             raise InputError("fit got no training batches")
-        X0 = first[0] if isinstance(first, (tuple, list)) else first
-        X0, _ = unpack_inputs(X0, self.decoder.out_freqs if self.decoder is not None else None)
-        self._ensure_decoder(X0)
-        val_X = self._val_tensor(val)
+        X0, _ = unpack_inputs(first.X, self.decoder.out_freqs if self.decoder is not None else None)
+        self._resolve_auto(first)
+        with self.bound(first.phase, first.length):
+            self._ensure_decoder(X0)
+        val_X, val_phase, val_length = self._val_data(val)
         lambdas = self._loss_settings["lambdas"]
-        validate = (lambda: self.evaluate(val_X, lambdas)) if val_X is not None else None
+        validate = None
+        if val_X is not None:
+            def validate() -> Dict[str, float]:
+                with self.bound(val_phase, val_length):
+                    return self.evaluate(val_X, lambdas)
         return FitPlan(batches=lambda gen: iterate_batches(data, batch_size, gen), validate=validate)
 
-    def _train_step(self, batch: Any) -> Tuple[Dict[str, Tensor], int]:
-        X, X_clean = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
-        X, _ = unpack_inputs(X, self.decoder.out_freqs)
+    def _train_step(self, batch: Batch) -> Tuple[Dict[str, Tensor], int]:
+        X, _ = unpack_inputs(batch.X, self.decoder.out_freqs)
+        X_clean = batch.clean
         settings = self._loss_settings
         if settings["lambdas"]["g"] > 0 and X_clean is None:
             raise InputError("lambda_g > 0 needs (X_mix, X_clean) training pairs")
@@ -237,26 +248,32 @@ class LMAC(LearnedAttribution):
         return self.fit(pairs, epochs=epochs, lambda_g=lambda_g, cct=cct, guidance=guidance, **kwargs)
 
     @staticmethod
-    def _val_tensor(val: Any) -> Optional[Tensor]:
+    def _val_data(val: Any) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[int]]:
+        """Validation inputs, their phase and clip length (the phase only from a SpectrogramSet)."""
         if val is None:
-            return None
-        X = getattr(val, "X", val)
-        X, _ = unpack_inputs(X)
-        return X
+            return None, None, None
+        X, _ = unpack_inputs(getattr(val, "X", val))
+        if isinstance(val, SpectrogramSet):
+            return X, val.phase, int(val.waveform.shape[-1])
+        return X, None, None
 
     @torch.no_grad()
     def evaluate(self, X: Tensor, lambdas: Optional[Dict[str, float]] = None, batch_size: int = 32) -> Dict[str, float]:
-        """Loss terms, Fid-In, AI and mask mean of the current decoder on X (no training)."""
+        """Loss terms, Fid-In, AI and mask mean of the current decoder on X (no training).
+
+        For a classifier that needs the clips' phase (waveform models), bind it around the call
+        (``with lmac.bound(phase, length): lmac.evaluate(X)``)."""
         lambdas = lambdas or {"in": 4.0, "out": 0.2, "s": 0.4, "g": 0.0}
         self._require_fitted().eval()
         acc = {"loss": 0.0, "in": 0.0, "out": 0.0, "l1": 0.0, "fid_in": 0.0, "ai": 0.0, "mask_mean": 0.0}
         with eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
                 xb = X[s : s + batch_size]
-                logits, M = self._mask(xb)
+                with bound_slice(self.model, s, s + xb.shape[0]):
+                    logits, M = self._mask(xb)
+                    out_in = self.model(apply_mask(xb, M, self.mask_domain))
+                    out_out = self.model(apply_mask(xb, 1 - M, self.mask_domain))
                 y = logits.argmax(1)
-                out_in = self.model(apply_mask(xb, M, self.mask_domain))
-                out_out = self.model(apply_mask(xb, 1 - M, self.mask_domain))
                 l_in = F.cross_entropy(out_in, y, reduction="sum")
                 l_out = F.cross_entropy(out_out, y, reduction="sum")
                 l1 = M.abs().flatten(1).mean(1).sum()
@@ -301,7 +318,8 @@ class LMAC(LearnedAttribution):
         masks, preds = [], []
         with torch.no_grad(), eval_mode(self.model, freeze=True):
             for s in range(0, X.shape[0], batch_size):
-                logits, M = self._mask(X[s : s + batch_size])
+                with bound_slice(self.model, s, s + batch_size):
+                    logits, M = self._mask(X[s : s + batch_size])
                 masks.append(M)
                 preds.append(logits.argmax(1))
         pred = torch.cat(preds).cpu()

@@ -15,7 +15,7 @@ from .._utils import TargetType, eval_mode, format_target
 from ..errors import CheckpointError, InputError
 from ..nn.decoders import TextConditionedMaskDecoder, layer_shape_spec
 from ..nn.zeroshot import TextEncoder, ZeroShotClassifier, check_prompts, encode_texts
-from ._hooks import LayerSpec
+from ..nn.hooks import LayerSpec
 from ._learned import FitPlan, LearnedAttribution, unpack_inputs
 from .lmac import apply_mask
 
@@ -77,7 +77,8 @@ class LMACZS(LearnedAttribution):
         hidden (int): Decoder width.
         use_input (bool): Let the decoder also read log(1 + |X|).
         mask_domain (str): ``"linear"`` (M ⊙ |X|, the paper) or ``"log1p"``.
-        sequence_layout (str): ``"NCT"`` or ``"NTC"`` for 3-D hooked outputs.
+        sequence_layout (str, optional): ``"NCT"`` or ``"NTC"`` for 3-D outputs of layers given by name
+            (default: inferred per layer; see :class:`~captum_lmac.attr.Hook`).
         film (bool): Add FiLM text conditioning after each decoder level on top of the
             cross-attention (default; see :class:`TextConditionedMaskDecoder`). False gives the
             plain cross-attention decoder.
@@ -110,7 +111,7 @@ class LMACZS(LearnedAttribution):
         hidden: int = 32,
         use_input: bool = True,
         mask_domain: str = "linear",
-        sequence_layout: str = "NCT",
+        sequence_layout: Optional[str] = None,
         prompts: Optional[Sequence[str]] = None,
         film: bool = True,
     ) -> None:
@@ -129,11 +130,11 @@ class LMACZS(LearnedAttribution):
         if zs is not None:
             layers = [l[len("audio_encoder."):] if isinstance(l, str) and l.startswith("audio_encoder.") else l
                       for l in layers]
-        super().__init__(audio, layers)
+        if sequence_layout not in (None, "NCT", "NTC"):
+            raise InputError(f"sequence_layout must be 'NCT', 'NTC' or None (inferred), got {sequence_layout!r}")
+        super().__init__(audio, layers, layout=sequence_layout)
         if mask_domain not in ("linear", "log1p"):
             raise InputError(f"mask_domain must be 'linear' or 'log1p', got {mask_domain!r}")
-        if sequence_layout not in ("NCT", "NTC"):
-            raise InputError(f"sequence_layout must be 'NCT' or 'NTC', got {sequence_layout!r}")
         self.zero_shot_model = zs
         self.text_encoder = text_encoder
         self.hidden = int(hidden)
@@ -179,7 +180,7 @@ class LMACZS(LearnedAttribution):
         d = config["decoder"]
         self.decoder = TextConditionedMaskDecoder(
             d["layer_spec"], d["out_freqs"], hidden=d["hidden"], use_input=d["use_input"],
-            cond_dim=d["cond_dim"], sequence_layout=d["sequence_layout"], film=d.get("film", True),
+            cond_dim=d["cond_dim"], film=d.get("film", True),
         )
 
     def _ensure_decoder(self, X: Tensor, text_dim: int) -> None:
@@ -194,9 +195,9 @@ class LMACZS(LearnedAttribution):
                 f"audio embeddings have {a.shape[1]} dimensions but text embeddings {text_dim}: "
                 "the encoders must share one embedding space"
             )
-        spec = layer_shape_spec(feats, self.sequence_layout)
+        spec = layer_shape_spec(feats)
         self.decoder = TextConditionedMaskDecoder(spec, X.shape[2], hidden=self.hidden, use_input=self.use_input,
-                                                  cond_dim=int(text_dim), sequence_layout=self.sequence_layout,
+                                                  cond_dim=int(text_dim),
                                                   film=self.film)
 
     def _decode(self, feats: Sequence[Tensor], X: Tensor, t: Tensor) -> Tensor:

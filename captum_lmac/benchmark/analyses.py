@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..attr.baselines import make_baseline
 from ..data.captions import UNRELATED_PROMPTS
 from ..metrics import cascading_randomisation
+from ..nn.adapters import using_phase
 from ..nn.zeroshot import ZeroShotClassifier
 from .harness import AnalysisContext
 from .media import plot_cascading, similarity_scatter_plot, zeroshot_example_plot
@@ -42,8 +43,10 @@ def run_sanity(ctx: AnalysisContext) -> Optional[Dict[str, Any]]:
     if not explainers:
         ctx.skipped.append(f"sanity check (none of {wanted} was run in the STFT domain)")
         return None
-    Xs = ctx.test.X[: int(ctx.config.sanity.n_clips)]
-    res = cascading_randomisation(ctx.model, Xs, explainers, seed=ctx.seed, progress=ctx.progress)
+    n = int(ctx.config.sanity.n_clips)
+    Xs = ctx.test.X[:n]
+    with using_phase(ctx.model, ctx.test.phase[:n], ctx.test.waveform.shape[-1]):  # waveform models
+        res = cascading_randomisation(ctx.model, Xs, explainers, seed=ctx.seed, progress=ctx.progress)
     if ctx.out_dir is not None:
         plot_cascading(res, ctx.out_dir / "sanity_cascading.png",
                        title=f"Cascading randomisation ({ctx.config.suite}, n = {Xs.shape[0]})")

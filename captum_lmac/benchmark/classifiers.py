@@ -34,6 +34,8 @@ from ..data.captions import (
 from ..data.tensors import SpectrogramSet
 from ..errors import CheckpointError, InputError
 from ..nn.zeroshot import SmallCLAP
+from ..nn.hooks import Hook
+from ..nn.zoo import build_architecture
 from ..training import (
     accuracy,
     build_classifier,
@@ -53,7 +55,12 @@ PathLike = Union[str, Path]
 
 _NET_KEYS = ("channels", "dropout")
 _TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "mixup", "augment")
-_RECIPE_KEYS = _NET_KEYS + _TRAIN_KEYS + ("n_mels",)
+_RECIPE_KEYS = _NET_KEYS + _TRAIN_KEYS + ("n_mels", "architecture", "width", "options")
+
+
+def layer_configs(layers: Any) -> List[Any]:
+    """Decoder layers as JSON: names stay names, :class:`~captum_lmac.nn.hooks.Hook` specs become their config."""
+    return [h.config() if isinstance(h, Hook) else h for h in layers]
 
 
 def train_recipe_classifier(
@@ -66,10 +73,13 @@ def train_recipe_classifier(
 ) -> Tuple[nn.Module, Dict[str, Any]]:
     """Train a CompactCNN on log-mel with ``recipe`` on ``data`` (train / val / test).
 
-    ``recipe`` keys: ``channels``, ``dropout``, ``n_mels`` (the network) and ``epochs``,
-    ``batch_size``, ``lr``, ``weight_decay``, ``patience``, ``mixup``, ``augment``
-    (:func:`~captum_lmac.training.train_classifier`). Returns ``(model, info)`` with validation /
-    test accuracy and the CPU training time.
+    ``recipe`` keys: ``architecture`` (``"compact_cnn"``, the default, or a name of
+    :func:`captum_lmac.nn.zoo.build_architecture`: ``crnn``, ``conv1d``, ``patch_transformer``,
+    ``waveform_cnn``, ``streaming``), its ``width`` and ``options``; ``channels``, ``dropout``,
+    ``n_mels`` (the CompactCNN) and ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
+    ``patience``, ``mixup``, ``augment`` (:func:`~captum_lmac.training.train_classifier`). A
+    waveform architecture trains on the clips' waveforms. Returns ``(model, info)`` with validation
+    / test accuracy and the CPU training time.
     """
     unknown = sorted(set(recipe) - set(_RECIPE_KEYS))
     if unknown:
@@ -77,13 +87,28 @@ def train_recipe_classifier(
     train, val, test = data["train"], data.get("val"), data.get("test")
     classes = list(train.classes)
     torch.manual_seed(seed)
-    net_kwargs = {k: (tuple(recipe[k]) if isinstance(recipe[k], list) else recipe[k]) for k in _NET_KEYS if k in recipe}
-    model = build_classifier(len(classes), stft, n_mels=int(recipe.get("n_mels", 80)), **net_kwargs)
+    arch = recipe.get("architecture", "compact_cnn")
     train_kwargs = {k: recipe[k] for k in _TRAIN_KEYS if k in recipe}
+    arch_info: Dict[str, Any] = {}
+    if arch == "compact_cnn":
+        net_kwargs = {k: (tuple(recipe[k]) if isinstance(recipe[k], list) else recipe[k])
+                      for k in _NET_KEYS if k in recipe}
+        model = build_classifier(len(classes), stft, n_mels=int(recipe.get("n_mels", 80)), **net_kwargs)
+        trained, inputs = model, lambda s: s.X
+    else:
+        kwargs = dict(recipe.get("options") or {})
+        if recipe.get("width") is not None:
+            kwargs["width"] = int(recipe["width"])
+        model, arch_info = build_architecture(arch, len(classes), stft, **kwargs)
+        arch_info["architecture"] = {"name": arch, "kwargs": kwargs}
+        if arch_info["input"] == "waveform":  # train the waveform model itself, on the clips
+            trained, inputs = model.model, lambda s: s.waveform
+        else:
+            trained, inputs = model, lambda s: s.X
     t0, cpu0 = time.time(), time.process_time()
     hist = train_classifier(
-        model, train.X, train.y,
-        val.X if val is not None else None, val.y if val is not None else None,
+        trained, inputs(train), train.y,
+        inputs(val) if val is not None else None, val.y if val is not None else None,
         seed=seed, progress=progress, **train_kwargs,
     )
     wall, cpu = time.time() - t0, time.process_time() - cpu0
@@ -104,8 +129,11 @@ def train_recipe_classifier(
         "torch_version": torch.__version__,
         "machine": platform.machine(),
     }
-    info["val_acc"] = round(accuracy(model, val.X, val.y), 5) if val is not None else None
-    info["test_acc"] = round(accuracy(model, test.X, test.y), 5) if test is not None else None
+    info["val_acc"] = round(accuracy(trained, inputs(val), val.y), 5) if val is not None else None
+    info["test_acc"] = round(accuracy(trained, inputs(test), test.y), 5) if test is not None else None
+    info.update({k: v for k, v in arch_info.items() if k in ("architecture", "cam_layer", "input", "parameters")})
+    if "decoder_layers" in arch_info:
+        info["decoder_layers"] = layer_configs(arch_info["decoder_layers"])
     return model, info
 
 
@@ -113,7 +141,9 @@ def recipe_classifier(cfg: SuiteConfig, cache_dir: PathLike, data_root: Optional
                       progress: bool = True, log: Callable[[str], None] = print, retrain: bool = False):
     """``(model, stft, classes, info)``: the suite's cached recipe classifier, or one trained and cached."""
     d = Path(cache_dir) / "classifiers"
-    pt, js = d / f"{cfg.suite}.pt", d / f"{cfg.suite}.json"
+    arch = cfg.classifier.recipe.get("architecture", "compact_cnn")
+    stem = cfg.suite if arch == "compact_cnn" else f"{cfg.suite}-{arch}"
+    pt, js = d / f"{stem}.pt", d / f"{stem}.json"
     if pt.is_file() and not retrain:
         model, stft, classes, info = load_classifier(pt)
         if info.get("suite", cfg.suite) != cfg.suite:
@@ -128,8 +158,8 @@ def recipe_classifier(cfg: SuiteConfig, cache_dir: PathLike, data_root: Optional
                                           progress=progress)
     info["data_seconds"] = round(data_seconds, 2)
     classes = info["classes"]
-    save_classifier(pt, model, stft, classes, info)
-    report = dict(info, checkpoint=str(pt))
+    save_classifier(pt, model, stft, classes, to_jsonable(info), architecture=info.get("architecture"))
+    report = to_jsonable(dict(info, checkpoint=str(pt)))
     atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
     model.eval()
     return model, stft, classes, dict(info, checkpoint=str(pt))
@@ -281,5 +311,5 @@ def get_suite_classifier(cfg: SuiteConfig, cache_dir: PathLike, data_root: Optio
     return recipe_classifier(cfg, cache_dir, data_root, progress, log)
 
 
-__all__ = ["train_recipe_classifier", "recipe_classifier", "CLAP_CONFIG", "log_mel_features", "evaluate_zero_shot",
+__all__ = ["layer_configs", "train_recipe_classifier", "recipe_classifier", "CLAP_CONFIG", "log_mel_features", "evaluate_zero_shot",
            "train_small_clap", "get_clap", "clap_classifier", "get_suite_classifier"]

@@ -14,8 +14,11 @@ import torch
 from ..errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
 from .classifiers import get_suite_classifier
 from .conditions import SNR_PRESETS
-from .config import load_config
-from .data import load_data
+from ..audio import STFT
+from ..nn.loading import adapt_model, load_model, qualify_layers
+from .classifiers import layer_configs
+from .config import SuiteConfig, load_config
+from .data import load_data, suite_datasets
 from .harness import progress_log, run_benchmark
 from .registry import METHODS
 from .report import write_json
@@ -34,6 +37,7 @@ def run_suite(
     sanity: Optional[bool] = None,
     refit: bool = False,
     progress: bool = True,
+    user_model: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Run a named suite (or JSON config file) end to end.
 
@@ -42,12 +46,21 @@ def run_suite(
     trained and cached in ``<cache_dir>`` if missing), loads the data with the classifier's STFT and
     runs :func:`~captum_lmac.benchmark.harness.run_benchmark` with interpreters cached in
     ``<cache_dir>/interpreters``. Reports go to ``out_dir`` (default ``benchmark_out/<suite>``).
+
+    ``user_model`` explains the user's own classifier instead: ``{"spec": "pkg.module:factory" |
+    "file.py:factory" | TorchScript file, "weights": path, "input": "auto" | "spectrogram" |
+    "waveform", "layers": [...], "cam_layer": name}`` (:func:`captum_lmac.nn.load_model`,
+    :func:`~captum_lmac.nn.adapt_model`; layer names are those of the user's model).
     """
     t0 = time.time()
     log = progress_log(progress)
     cfg = load_config(suite, overrides)
     out_dir = Path(out_dir) if out_dir is not None else Path("benchmark_out") / cfg.suite
-    model, stft, classes, info = get_suite_classifier(cfg, cache_dir, data_root, classifier_path, progress, log)
+    if user_model is not None:
+        model, stft, classes, info = user_classifier(cfg, user_model, data_root, progress)
+    else:
+        model, stft, classes, info = get_suite_classifier(cfg, cache_dir, data_root, classifier_path, progress, log)
+    cfg = load_config(cfg.to_dict(), classifier_defaults(cfg, info))
     t_clf = time.time() - t0
     t1 = time.time()
     data = load_data(cfg, stft, data_root, progress=progress)
@@ -65,6 +78,40 @@ def run_suite(
     res["timing"]["suite_total_seconds"] = round(time.time() - t0, 2)
     write_json(res, out_dir / "results.json")
     return res
+
+
+def user_classifier(cfg: SuiteConfig, user: Mapping[str, Any], data_root: Optional[PathLike] = None,
+                    progress: bool = True):
+    """``(model, stft, classes, info)`` for the user's own classifier (see :func:`run_suite`)."""
+    stft = STFT(**cfg.classifier.stft)
+    classes = list(suite_datasets(cfg, stft.sample_rate, data_root)["test"].classes)
+    raw = load_model(user["spec"], user.get("weights"))
+    model = adapt_model(raw, stft, input=user.get("input", "auto"), n_classes=len(classes) or None)
+    info: Dict[str, Any] = {"description": f"user model {user['spec']}" + (f" ({user['weights']})" if user.get("weights") else ""),
+                            "checkpoint": str(user.get("weights") or user["spec"])}
+    layers = user.get("layers")
+    if isinstance(layers, str):
+        info["decoder_layers"] = layers  # "auto"
+    elif layers is not None:
+        info["decoder_layers"] = layer_configs(qualify_layers(model, list(layers)))
+    if user.get("cam_layer"):
+        info["cam_layer"] = qualify_layers(model, [user["cam_layer"]])[0]
+    return model.eval(), stft, classes, info
+
+
+def classifier_defaults(cfg: SuiteConfig, info: Mapping[str, Any]) -> Dict[str, Any]:
+    """Settings a classifier brings when the suite leaves them open: its CAM layer and decoder layers."""
+    out: Dict[str, Any] = {}
+    if cfg.cam_layer is None and info.get("cam_layer"):
+        out["cam_layer"] = info["cam_layer"]
+    layers = info.get("decoder_layers")
+    if layers is not None:
+        for name, n in (("lmac", None), ("l2i", 2)):
+            sec = cfg.section(name)
+            if sec is not None and sec.layers is None:
+                keep = layers if isinstance(layers, str) or n is None or len(layers) <= n else list(layers)[-n:]
+                out[name] = {"layers": keep if isinstance(keep, str) else list(keep)}
+    return out
 
 
 def _parse_value(text: str) -> Any:
@@ -112,6 +159,16 @@ def build_parser(prog: str = "captum-lmac benchmark") -> argparse.ArgumentParser
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--classifier", default=None,
                    help="a classifier saved with captum_lmac.save_classifier (instead of the suite's)")
+    p.add_argument("--model", default=None,
+                   help="your own classifier instead of the suite's: pkg.module:factory, path/to/file.py:factory, "
+                        "or a TorchScript file")
+    p.add_argument("--weights", default=None, help="weights of --model (a state_dict, loaded with weights_only)")
+    p.add_argument("--input", default="auto", choices=["auto", "spectrogram", "waveform"],
+                   help="what --model takes (default: detected on a probe input)")
+    p.add_argument("--layers", default=None,
+                   help="comma-separated layers of --model feeding the decoders, or 'auto' (default), "
+                        "or 'none' for a model that cannot be hooked (TorchScript)")
+    p.add_argument("--cam-layer", default=None, help="layer of --model for GradCAM(++) (default: the suite's rule)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config entry (dotted key, JSON value), e.g. --set lmac.fit.epochs=15")
     p.add_argument("--no-sanity", action="store_true", help="skip the cascading-randomisation sanity check")
@@ -154,10 +211,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    user = None
+    if args.model is not None:
+        layers = "auto" if args.layers in (None, "auto") else ([] if args.layers == "none" else _csv(args.layers))
+        user = {"spec": args.model, "weights": args.weights, "input": args.input, "layers": layers,
+                "cam_layer": args.cam_layer}
+    elif args.weights or args.layers or args.cam_layer:
+        print("captum-lmac benchmark: error: --weights, --layers and --cam-layer go with --model", file=sys.stderr)
+        return 2
     try:
         res = run_suite(args.suite, out_dir=args.out, cache_dir=args.cache, data_root=args.data_root,
                         overrides=overrides_from_args(args), classifier_path=args.classifier,
-                        sanity=False if args.no_sanity else None, refit=args.refit, progress=not args.quiet)
+                        sanity=False if args.no_sanity else None, refit=args.refit, progress=not args.quiet,
+                        user_model=user)
     except (InputError, DataNotFoundError, CheckpointError, NotFittedError) as exc:
         print(f"captum-lmac benchmark: error: {exc}", file=sys.stderr)
         return 2
@@ -168,4 +234,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-__all__ = ["run_suite", "build_parser", "overrides_from_args", "main"]
+__all__ = ["run_suite", "user_classifier", "classifier_defaults", "build_parser", "overrides_from_args", "main"]

@@ -51,6 +51,7 @@ from ..data.folders import default_data_root
 from ..data.tensors import SpectrogramSet
 from ..errors import DataNotFoundError, InputError
 from ..metrics import EvalContext, aggregate, oracle_mask, score
+from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..training import seed_everything
 from .conditions import condition_set, ground_truth, resolve_conditions, stratified_indices, wham_pairs
 from .config import SuiteConfig, from_dict
@@ -116,18 +117,27 @@ def evaluate_masks(
     return score(ctx)
 
 
-def attribute_rows(row: Row, X: Tensor, chunk: int, desc: str, progress: bool) -> Tuple[Tensor, float]:
-    """Masks of ``row`` for X in chunks (with a progress bar) and the time per clip in ms."""
+def attribute_rows(row: Row, X: Tensor, chunk: int, desc: str, progress: bool,
+                   row_model: Optional[nn.Module] = None) -> Tuple[Tensor, float]:
+    """Masks of ``row`` for X in chunks (with a progress bar) and the time per clip in ms.
+
+    ``row_model`` is the classifier the row explains; a waveform model gets each chunk's phase."""
     out = []
     t0 = time.perf_counter()
     for s in tqdm(range(0, X.shape[0], chunk), desc=desc, disable=not progress, leave=False):
-        with torch.enable_grad():
+        with torch.enable_grad(), bound_slice(row_model, s, s + chunk):
             out.append(row.attribute(X[s : s + chunk]).detach().float().cpu())
     ms = 1000.0 * (time.perf_counter() - t0) / max(1, X.shape[0])
     masks = torch.cat(out)
     if masks.shape != X.shape:
         masks = masks.expand_as(X).contiguous()
     return masks.clamp(0.0, 1.0), ms
+
+
+def _forward(model: nn.Module, X: Tensor, start: int, stop: int) -> Tensor:
+    """``model(X[start:stop])`` with that chunk's phase for a waveform model."""
+    with bound_slice(model, start, stop):
+        return model(X[start:stop])
 
 
 def example_indices(y: Tensor, n: int) -> List[int]:
@@ -172,6 +182,18 @@ class DomainData:
     def train_X(self) -> Tensor:
         """The training clips in this domain."""
         return self._in_domain("train_mel", lambda: self.split("train").X)
+
+    def fit_data(self, split: str = "train", limit: Optional[int] = None) -> Any:
+        """Data a learned method fits on: the inputs in this domain, or — for a classifier that needs
+        the clips' phase (waveform models) — the split itself (X with its phase), first ``limit`` clips."""
+        if needs_phase(self.model) and self.domain == "stft":
+            if split not in self.data:
+                return None
+            s = self.data[split]
+            s = s.subset(list(range(limit))) if limit is not None and limit < len(s) else s
+            return SpectrogramSet(s.waveform, s.X, s.phase, s.y, {}, list(s.classes))
+        X = self.train_X() if split == "train" else self.val_X()
+        return X if X is None or limit is None or limit >= X.shape[0] else X[:limit]
 
     def val_X(self) -> Optional[Tensor]:
         """The validation clips in this domain (None without a validation split)."""
@@ -350,8 +372,8 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     gts: Dict[str, Optional[Tuple[Tensor, Tensor, str]]] = {}
     for cond in conds:
         s = sets[cond.name]
-        with torch.no_grad():
-            pred = torch.cat([model(s.X[i : i + 64]) for i in range(0, len(s), 64)]).argmax(1)
+        with torch.no_grad(), using_phase(model, s.phase, s.waveform.shape[-1]):
+            pred = torch.cat([_forward(model, s.X, i, i + 64) for i in range(0, len(s), 64)]).argmax(1)
         info = cond.to_dict()
         info["n"] = len(s)
         info["accuracy"] = float((pred == s.y).float().mean())
@@ -423,9 +445,10 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                     return torch.cat([stft.listen(s.X[i : i + 32], s.phase[i : i + 32], M[i : i + 32], length=n)
                                       for i in range(0, M.shape[0], 32)])
             for r in mrows:
-                masks, ms = attribute_rows(r, X_dom, bs, f"{r.name} [{domain}/{cond.name}]", progress)
-                per = evaluate_masks(m_dom, X_dom, masks, batch_size=32, gt=gt_info, listen=listen,
-                                     quantus_mode=cfg.quantus, log=log, quantus_check=ci == 0, row=r, seed=seed)
+                with using_phase(m_dom, s.phase, s.waveform.shape[-1]):  # waveform models: the clips' phase
+                    masks, ms = attribute_rows(r, X_dom, bs, f"{r.name} [{domain}/{cond.name}]", progress, m_dom)
+                    per = evaluate_masks(m_dom, X_dom, masks, batch_size=32, gt=gt_info, listen=listen,
+                                         quantus_mode=cfg.quantus, log=log, quantus_check=ci == 0, row=r, seed=seed)
                 aggs = {k: aggregate(v, seed=seed) for k, v in per.items()}
                 rows.append({
                     "suite": suite, "domain": domain, "domain_label": label, "condition": cond.name,

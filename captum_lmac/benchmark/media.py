@@ -23,6 +23,7 @@ from ..audio import STFT, write_wav  # noqa: E402
 from ..data.captions import UNRELATED_PROMPTS  # noqa: E402
 from ..data.tensors import SpectrogramSet  # noqa: E402
 from ..metrics import oracle_mask  # noqa: E402
+from ..nn.adapters import using_phase  # noqa: E402
 from .conditions import Condition  # noqa: E402
 
 PathLike = Union[str, Path]
@@ -112,7 +113,8 @@ def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: S
                                                       "clips": []})
             base = f"{cond.name}_clip{i}"
             with torch.no_grad():
-                pred = int(model(s.X[i : i + 1]).argmax(1))
+                with using_phase(model, s.phase[i : i + 1], s.waveform.shape[-1]):
+                    pred = int(model(s.X[i : i + 1]).argmax(1))
             lab = int(s.y[i])
             clip: Dict[str, Any] = {
                 "index": int(i), "label": lab, "pred": pred,

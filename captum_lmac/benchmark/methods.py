@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import captum.attr
 import torch
@@ -28,6 +28,7 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 
 from .._utils import to_jsonable
+from ..nn.hooks import Hook
 from ..attr.baselines import BASELINES, make_baseline
 from ..attr.l2i import L2I
 from ..attr.lmac import LMAC
@@ -53,7 +54,7 @@ def default_layers(model: nn.Module, n: int = 4) -> List[str]:
     """Dotted names of the last ``n`` blocks of ``model.net.blocks`` (the decoder's input layers)."""
     blocks = getattr(getattr(model, "net", None), "blocks", None)
     if not blocks:
-        raise InputError("cannot choose decoder layers: the model has no net.blocks; set 'layers' in the config")
+        return "auto"  # no net.blocks: the documented auto rule (captum_lmac.nn.auto_layers) picks them
     names = {id(m): name for name, m in model.named_modules()}
     return [names[id(b)] for b in list(blocks)[-n:]]
 
@@ -145,7 +146,7 @@ class LMACSection(Section):
     """``lmac``: hooked layers (null: the last 4 blocks), :class:`~captum_lmac.LMAC` constructor
     (``init``) and :meth:`~captum_lmac.LMAC.fit` (``fit``; ``fit_mel`` overrides in the feature domain)."""
 
-    layers: Optional[List[str]] = None
+    layers: Union[None, str, List[Any]] = None
     init: Dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "use_input": True, "mask_domain": "linear"})
     fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "lr": 1e-3, "batch_size": 16})
     fit_mel: Dict[str, Any] = field(default_factory=dict)
@@ -158,30 +159,39 @@ class LMACSection(Section):
 
 def lmac_on(model: nn.Module, fitted: LMAC) -> LMAC:
     """An L-MAC that uses ``fitted``'s decoder (unchanged) on another classifier of the same architecture."""
-    other = LMAC(model, fitted.layer_names, hidden=fitted.hidden, use_input=fitted.use_input,
-                 mask_domain=fitted.mask_domain, sequence_layout=fitted.sequence_layout)
+    other = LMAC(model, [Hook.from_config(c) for c in fitted.layer_specs()], hidden=fitted.hidden,
+                 use_input=fitted.use_input, mask_domain=fitted.mask_domain, sequence_layout=fitted.sequence_layout)
     other.decoder = fitted.decoder
     return other
 
 
-def _lmac_layers(ctx: MethodContext) -> List[str]:
-    return list(ctx.section.layers or default_layers(ctx.model))
+def layer_specs(layers: Union[str, List[Any]]) -> Union[str, List[Any]]:
+    """Configured layers as hook specs: names stay names, dicts are :class:`~captum_lmac.nn.hooks.Hook`
+    configs; ``"auto"`` is passed on (the method picks its layers on the first training batch)."""
+    if isinstance(layers, str):
+        return layers
+    return [Hook.from_config(h) if isinstance(h, dict) else h for h in layers]
+
+
+def _lmac_layers(ctx: MethodContext) -> List[Any]:
+    return layer_specs(ctx.section.layers or default_layers(ctx.model))
 
 
 def layered_key(ctx: MethodContext, layers: List[str]) -> Dict[str, Any]:
     """Cache key of a method with hooked ``layers`` and ``init`` / ``fit`` settings in its section."""
     s = ctx.section
-    return {"method": ctx.name, "domain": ctx.domain, "layers": list(layers), "init": dict(s.init),
+    return {"method": ctx.name, "domain": ctx.domain, "layers": layers if isinstance(layers, str) else [h.config() if isinstance(h, Hook) else h for h in layers],
+            "init": dict(s.init),
             "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
 
 
 def fit_on_training_split(cls: type, ctx: MethodContext, layers: List[str]) -> Any:
     """``cls(model, layers, **section.init).fit(training clips, val=validation clips, **section.fit)``."""
     fit = fit_settings(ctx.section, ctx.domain)
-    X = _limit(ctx.data.train_X(), ctx.config.n_train)
-    ctx.log(f"[benchmark] fitting {cls.__name__} ({ctx.domain}) on {X.shape[0]} clips: {fit}")
+    train = ctx.data.fit_data("train", ctx.config.n_train)
+    ctx.log(f"[benchmark] fitting {cls.__name__} ({ctx.domain}) on {len(train)} clips: {fit}")
     obj = cls(ctx.model, layers, **ctx.section.init)
-    obj.fit(X, val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
+    obj.fit(train, val=ctx.data.fit_data("val"), seed=ctx.seed, progress=ctx.progress, **fit)
     return obj
 
 
@@ -269,7 +279,7 @@ class L2ISection(Section):
     """``l2i``: hooked layers (null: the last 2 blocks), :class:`~captum_lmac.L2I` constructor and
     fit settings, and the relevance thresholds RT (one table row each)."""
 
-    layers: Optional[List[str]] = None
+    layers: Union[None, str, List[Any]] = None
     init: Dict[str, Any] = field(default_factory=lambda: {"n_components": 100, "hidden": 64})
     fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "lr": 1e-3, "batch_size": 16})
     fit_mel: Dict[str, Any] = field(default_factory=dict)
@@ -283,8 +293,8 @@ class L2ISection(Section):
             raise InputError(f"{where}.thresholds must name at least one relevance threshold")
 
 
-def _l2i_layers(ctx: MethodContext) -> List[str]:
-    return list(ctx.section.layers or default_layers(ctx.model, 2))
+def _l2i_layers(ctx: MethodContext) -> List[Any]:
+    return layer_specs(ctx.section.layers or default_layers(ctx.model, 2))
 
 
 def _l2i_key(ctx: MethodContext) -> Dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from .synthetic import SyntheticEvents
 from .tensors import SpectrogramSet, to_spectrograms
-from .folders import ESC50, FSDD, NoiseFolder, SpeechFolder, UrbanSound8K, default_data_root
+from .folders import ESC50, FSDD, AudioFolder, NoiseFolder, SpeechFolder, UrbanSound8K, default_data_root
 from .captions import CaptionedAudio, build_training_set, class_prompts
 from .contamination import (
     KINDS as CONTAMINATION_KINDS,
@@ -14,7 +14,7 @@ from .contamination import (
 )
 
 __all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms"]
-__all__ += ["ESC50", "UrbanSound8K", "FSDD", "SpeechFolder", "NoiseFolder", "default_data_root"]
+__all__ += ["ESC50", "UrbanSound8K", "FSDD", "AudioFolder", "SpeechFolder", "NoiseFolder", "default_data_root"]
 __all__ += [
     "Contamination", "ContaminatedDataset", "WhamMixtures",
     "CONTAMINATION_KINDS", "PAPER_SNR_DB", "REFERENCE_CODE_SNR_DB",

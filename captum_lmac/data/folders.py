@@ -413,6 +413,45 @@ class FSDD(LabelledAudioFolder):
         self.speakers = sorted({m["speaker"] for _, _, m in self._items})
 
 
+_AUDIO_FOLDER_LAYOUT = """  <root>/*.wav (any audio: .wav, .flac, .ogg), or <root>/<class>/*.wav for labelled clips"""
+
+
+class AudioFolder(LabelledAudioFolder):
+    r"""A plain folder of audio files (searched recursively), each read as one clip.
+
+    L-MAC needs no labels — it explains the classifier's own decisions — so a flat folder is enough
+    (every clip gets label 0, class ``"unlabelled"``). With one subfolder per class
+    (``<root>/<class>/*.wav``) the subfolder names are the classes, in sorted order.
+
+    Args:
+        root (path): The folder.
+        sample_rate (int): Sample rate of the returned audio (files are resampled).
+        duration (float): Clip length in seconds (longer files are cropped, shorter zero-padded).
+        extensions (sequence of str): File endings to read.
+
+    Raises:
+        DataNotFoundError: when the folder does not exist or holds no audio file.
+    """
+
+    def __init__(self, root: PathLike, sample_rate: int = 16000, duration: float = 5.0,
+                 extensions: Sequence[str] = _AUDIO_EXTENSIONS) -> None:
+        super().__init__(sample_rate, duration)
+        self.root = Path(root)
+        _require_dir(self.root, "audio", _AUDIO_FOLDER_LAYOUT)
+        exts = tuple(e.lower() for e in extensions)
+        files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+        if not files:
+            raise DataNotFoundError(f"no audio files ({', '.join(exts)}) in {self.root}\nexpected layout:\n"
+                                    f"{_AUDIO_FOLDER_LAYOUT}")
+        subdirs = sorted({p.parent.relative_to(self.root).parts[0] for p in files if p.parent != self.root})
+        labelled = bool(subdirs) and all(p.parent != self.root for p in files)
+        self.classes = subdirs if labelled else ["unlabelled"]
+        index = {c: i for i, c in enumerate(self.classes)}
+        for p in files:
+            label = index[p.relative_to(self.root).parts[0]] if labelled else 0
+            self._items.append((p, label, {"path": str(p)}))
+
+
 class _ClipFolder(Dataset):
     """An unlabelled folder of audio files with random-segment access (for contamination)."""
 

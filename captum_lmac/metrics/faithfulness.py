@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .._utils import eval_mode, format_target
 from ..errors import InputError
+from ..nn.adapters import bound_slice
 from .base import EvalContext, Metric, Scorer, register_scorer
 
 FAITHFULNESS = (
@@ -129,7 +130,8 @@ def faithfulness(
     def probs(Z: Tensor) -> Tensor:
         out = []
         for s in range(0, n, batch_size):
-            p = to_probs(model(transform(Z[s : s + batch_size])))
+            with bound_slice(model, s, s + batch_size):  # waveform models: this chunk's phase
+                p = to_probs(model(transform(Z[s : s + batch_size])))
             if not torch.is_tensor(p) or p.dim() != 2 or p.shape[0] != min(batch_size, n - s):
                 raise InputError(f"model/probs_fn must return (N, C) scores, got {getattr(p, 'shape', type(p))}")
             out.append(p.detach().float().cpu())

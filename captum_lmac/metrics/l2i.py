@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .._utils import TargetType, eval_mode
 from ..errors import InputError
+from ..nn.adapters import bound_slice
 from .base import EvalContext, Metric, Scorer, register_scorer
 
 L2I_METRICS = (
@@ -88,7 +89,8 @@ def component_ff(l2i: Any, X: Any, threshold: float = 0.2, target: TargetType = 
             xb, hb, tb = X[s : s + batch_size], out["H"][s : s + batch_size], t[s : s + batch_size].view(-1, 1)
             for weights, acc in ((sel, ff), (rand, ff_rand)):
                 M = l2i.masks_from(hb, weights[s : s + batch_size]).to(xb.dtype)
-                p_out = torch.softmax(model((1 - M) * xb), 1).gather(1, tb)[:, 0]
+                with bound_slice(model, s, s + batch_size):
+                    p_out = torch.softmax(model((1 - M) * xb), 1).gather(1, tb)[:, 0]
                 acc.append(p_x[s : s + batch_size] - p_out)
     return {"ff": torch.cat(ff).float().cpu(), "ff_random": torch.cat(ff_rand).float().cpu(),
             "n_selected": counts.cpu()}

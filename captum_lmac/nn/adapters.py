@@ -433,6 +433,19 @@ def using_phase(model: Any, phase: Optional[Tensor], length: Optional[int] = Non
     return model.using_phase(phase, length)
 
 
+def bound_slice(model: Any, start: int, stop: int) -> contextlib.AbstractContextManager:
+    """Bind rows ``start:stop`` of the model's bound phase (a no-op for models without one).
+
+    For code that splits a bound batch into chunks (metrics, learned methods): inside the block the
+    model takes ``X[start:stop]`` with the matching phase. A phase bound for one clip (batch 1)
+    broadcasts and is left as it is.
+    """
+    phase = getattr(model, "bound_phase", None) if needs_phase(model) else None
+    if phase is None or phase.shape[0] == 1:
+        return contextlib.nullcontext(model)
+    return model.using_phase(phase[start:stop], model.bound_length)
+
+
 def bound_forward_args(model: Any) -> Optional[Tuple[Tensor]]:
     """``(phase,)`` — the bound phase as Captum ``additional_forward_args`` — or None.
 
@@ -525,5 +538,5 @@ class FrontEndClassifier(nn.Module):
 
 __all__ = [
     "OutputSpec", "select_logits", "PickLogits", "model_sample_rate", "WaveformClassifier", "needs_phase",
-    "using_phase", "bound_forward_args", "KaldiFbank", "FrontEndClassifier",
+    "using_phase", "bound_slice", "bound_forward_args", "KaldiFbank", "FrontEndClassifier",
 ]

@@ -43,7 +43,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..attr._hooks import Hook, LayerSpec
+from .hooks import Hook, LayerSpec
 from ..audio import STFT
 from ..errors import CheckpointError, InputError
 from .adapters import OutputSpec, PickLogits, WaveformClassifier, model_sample_rate, select_logits
@@ -398,7 +398,7 @@ def qualify_layers(model: nn.Module, layers: Sequence[LayerSpec]) -> List[LayerS
     A name that exists in ``model`` itself is kept; otherwise, if ``model`` wraps the user's model
     (:class:`WaveformClassifier`, :class:`PickLogits`) and the name exists there, it is prefixed
     with ``model.``; any other name is returned unchanged (resolving it then reports the closest
-    existing names). :class:`~captum_lmac.attr._hooks.Hook` specs are rewritten the same way.
+    existing names). :class:`~captum_lmac.nn.hooks.Hook` specs are rewritten the same way.
     """
     inner = getattr(model, "model", None) if isinstance(model, (WaveformClassifier, PickLogits)) else None
     names = {n for n, _ in model.named_modules()}

@@ -19,7 +19,7 @@ name                    architecture                                            
 spectrogram networks inside :class:`~captum_lmac.SpectrogramClassifier` with
 :class:`~captum_lmac.LogMel`, waveform networks inside
 :class:`~captum_lmac.nn.adapters.WaveformClassifier`; plus an info dict with the GradCAM layer and
-suggested decoder layers (dotted names in the returned model, or :class:`~captum_lmac.attr._hooks.Hook`
+suggested decoder layers (dotted names in the returned model, or :class:`~captum_lmac.nn.hooks.Hook`
 specs where the output needs reading options).
 
 Training: spectrogram models train with :func:`captum_lmac.training.train_classifier` on X as the
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
-from ..attr._hooks import Hook
+from .hooks import Hook
 from ..audio import STFT, LogMel
 from ..errors import InputError
 from .adapters import WaveformClassifier

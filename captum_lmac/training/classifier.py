@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from ..audio import STFT, LogMel
 from ..errors import CheckpointError, InputError
 from ..nn.classifier import SpectrogramClassifier
 from ..nn.cnn import CNN14, CompactCNN
+from ..nn.zoo import ARCHITECTURES, build_architecture
 
 _NETS = {"CompactCNN": CompactCNN, "CNN14": CNN14}
 
@@ -43,17 +44,19 @@ def accuracy(model: nn.Module, X: Tensor, y: Tensor, batch_size: int = 64) -> fl
 
 
 def _augment(X: Tensor, y1h: Tensor, g: torch.Generator, mixup: float) -> tuple:
-    """Random circular time shift, random gain (±6 dB) and mixup of magnitudes."""
+    """Random circular time shift (along the last axis), random gain (±6 dB) and mixup of the inputs —
+    magnitudes (N, 1, F, T) or waveforms (N, samples)."""
     n, T = X.shape[0], X.shape[-1]
+    ones = (1,) * (X.dim() - 1)
     shifts = torch.randint(0, T, (n,), generator=g)
     idx = (torch.arange(T).unsqueeze(0) - shifts.unsqueeze(1)) % T
-    X = torch.gather(X, 3, idx.view(n, 1, 1, T).expand_as(X))
-    X = X * 10 ** (torch.empty(n, 1, 1, 1).uniform_(-6, 6, generator=g) / 20)
+    X = torch.gather(X, X.dim() - 1, idx.view(n, *ones[:-1], T).expand_as(X))
+    X = X * 10 ** (torch.empty(n, *ones).uniform_(-6, 6, generator=g) / 20)
     if mixup > 0 and n > 1:
         lam = torch.distributions.Beta(mixup, mixup).sample((n,)).clamp(0.0, 1.0)
         lam = torch.maximum(lam, 1 - lam)
         perm = torch.randperm(n, generator=g)
-        X = lam.view(n, 1, 1, 1) * X + (1 - lam.view(n, 1, 1, 1)) * X[perm]
+        X = lam.view(n, *ones) * X + (1 - lam.view(n, *ones)) * X[perm]
         y1h = lam.view(n, 1) * y1h + (1 - lam.view(n, 1)) * y1h[perm]
     return X, y1h
 
@@ -77,8 +80,10 @@ def train_classifier(
     r"""Train a classifier on spectrogram tensors with Adam; keep the weights of the best validation epoch.
 
     Args:
-        model: Maps X (N, 1, F, T) to logits, e.g. :class:`SpectrogramClassifier`.
-        X, y: Training magnitudes and integer labels.
+        model: Maps X to logits, e.g. a :class:`SpectrogramClassifier` on magnitudes (N, 1, F, T), or
+            a waveform model on waveforms (N, samples) (train the model inside a
+            :class:`~captum_lmac.WaveformClassifier`, not the wrapper).
+        X, y: Training inputs and integer labels.
         X_val, y_val: Validation set for early stopping (optional; without it the last epoch is kept).
         epochs: Maximum epochs. patience: stop after this many epochs without validation gain.
         augment: Random time shift, gain and mixup. seed: Makes the run reproducible.
@@ -89,7 +94,7 @@ def train_classifier(
     if X.shape[0] != y.shape[0] or X.shape[0] == 0:
         raise InputError(f"X has {X.shape[0]} items but y has {y.shape[0]}")
     if not torch.isfinite(X).all():
-        raise InputError("training spectrograms contain NaN or infinite values")
+        raise InputError("training inputs contain NaN or infinite values")
     g = seed_everything(seed)
     n_classes = int(predict(model, X[:1]).shape[1])
     if int(y.max()) >= n_classes or int(y.min()) < 0:
@@ -154,10 +159,23 @@ def build_classifier(
     return SpectrogramClassifier(LogMel(stft, n_mels=n_mels), _NETS[net](n_classes=n_classes, n_mels=n_mels, **net_kwargs))
 
 
-def save_classifier(path: Union[str, Path], model: SpectrogramClassifier, stft: STFT, classes: Sequence[str], info: Optional[dict] = None) -> Path:
-    """Save a reference classifier (weights + everything needed to rebuild it), atomically, pickle-free."""
-    if type(model.net).__name__ not in _NETS or not isinstance(model.features, LogMel):
-        raise InputError("save_classifier handles LogMel + CompactCNN/CNN14 models; save other models with torch.save(state_dict)")
+def save_classifier(path: Union[str, Path], model: nn.Module, stft: STFT, classes: Sequence[str],
+                    info: Optional[dict] = None, architecture: Optional[Dict[str, Any]] = None) -> Path:
+    """Save a classifier (weights + everything needed to rebuild it), atomically, pickle-free.
+
+    Handles the reference classifiers (LogMel + CompactCNN / CNN14) and, with ``architecture =
+    {"name": ..., "kwargs": {...}}``, every model :func:`captum_lmac.nn.zoo.build_architecture` builds.
+    """
+    if architecture is not None:
+        if architecture.get("name") not in ARCHITECTURES or architecture.get("name") == "torchscript":
+            raise InputError(f"unknown architecture {architecture.get('name')!r}; choose one of {sorted(ARCHITECTURES)}")
+        meta = {"stft": stft.config(), "architecture": {"name": architecture["name"],
+                                                        "kwargs": dict(architecture.get("kwargs") or {})},
+                "classes": list(classes), "info": info or {}}
+        return save_checkpoint(path, "classifier", model.state_dict(), meta)
+    if type(getattr(model, "net", None)).__name__ not in _NETS or not isinstance(getattr(model, "features", None), LogMel):
+        raise InputError("save_classifier handles LogMel + CompactCNN/CNN14 models and the zoo architectures "
+                         "(architecture=...); save other models with torch.save(state_dict)")
     meta = {
         "stft": stft.config(),
         "features": model.features.config(),
@@ -173,11 +191,17 @@ def load_classifier(path: Union[str, Path]) -> tuple:
     """Load a classifier saved by :func:`save_classifier`. Returns ``(model, stft, classes, info)``."""
     state, meta = load_checkpoint(path, "classifier")
     stft = STFT(**meta["stft"])
-    net = _NETS[meta["net"]](**meta["net_config"])
-    model = SpectrogramClassifier(LogMel(stft, **meta["features"]), net)
+    if "architecture" in meta:
+        arch = meta["architecture"]
+        model, arch_info = build_architecture(arch["name"], len(meta["classes"]), stft, **arch.get("kwargs", {}))
+        info = {**arch_info, **meta.get("info", {})}
+    else:
+        net = _NETS[meta["net"]](**meta["net_config"])
+        model = SpectrogramClassifier(LogMel(stft, **meta["features"]), net)
+        info = meta.get("info", {})
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the stored architecture: {exc}") from None
     model.eval()
-    return model, stft, meta["classes"], meta.get("info", {})
+    return model, stft, meta["classes"], info

@@ -43,8 +43,8 @@ def test_tiny_random_ast_explained_on_the_stft_magnitude():
 
 
 def test_auto_layers_reads_ast_tokens_as_the_patch_grid():
-    from captum_lmac.attr._auto_layers import auto_layers
-    from captum_lmac.attr._hooks import LayerRecorder, resolve_hooks
+    from captum_lmac.nn.auto_layers import auto_layers
+    from captum_lmac.nn.hooks import LayerRecorder, resolve_hooks
 
     torch.manual_seed(0)
     cfg = transformers.ASTConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,

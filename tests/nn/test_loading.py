@@ -7,7 +7,7 @@ import torch
 
 from captum_lmac import STFT, CheckpointError, InputError
 from captum_lmac._io import save_checkpoint
-from captum_lmac.attr._hooks import Hook, resolve_hooks
+from captum_lmac.nn.hooks import Hook, resolve_hooks
 from captum_lmac.nn.adapters import PickLogits, WaveformClassifier
 from captum_lmac.nn.loading import adapt_model, load_model, load_weights, qualify_layers
 from captum_lmac.nn.zoo import Conv1DNet, to_torchscript

@@ -8,8 +8,8 @@ from torch import nn
 
 from captum_lmac import STFT, InputError
 from captum_lmac.attr import make_baseline
-from captum_lmac.attr._auto_layers import auto_layers
-from captum_lmac.attr._hooks import LayerRecorder, resolve_hooks
+from captum_lmac.nn.auto_layers import auto_layers
+from captum_lmac.nn.hooks import LayerRecorder, resolve_hooks
 from captum_lmac.nn.adapters import WaveformClassifier
 from captum_lmac.nn.zoo import (
     ARCHITECTURES,

@@ -34,7 +34,7 @@ A (N, D) vector output (no time axis, not folded) becomes a (N, D, 1) sequence. 
 cannot be resolved, :class:`~captum_lmac.InputError` names the layer, what it returned, the input
 batch size, and the ``Hook`` option that fixes it.
 
-:func:`~captum_lmac.attr._auto_layers.auto_layers` picks decoder layers for an unknown model.
+:func:`~captum_lmac.nn.auto_layers.auto_layers` picks decoder layers for an unknown model.
 TorchScript models cannot be hooked (hooks register but never fire), so they are refused.
 """
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from captum_lmac import InputError
-from captum_lmac.attr._hooks import (
+from captum_lmac.nn.hooks import (
     Hook,
     LayerRecorder,
     infer_layout,

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from captum_lmac import InputError
-from captum_lmac.attr._auto_layers import AUTO_RULE, auto_layers
-from captum_lmac.attr._hooks import Hook, LayerRecorder, resolve_hooks
+from captum_lmac.nn.auto_layers import AUTO_RULE, auto_layers
+from captum_lmac.nn.hooks import Hook, LayerRecorder, resolve_hooks
 
 
 @pytest.fixture(scope="module", autouse=True)

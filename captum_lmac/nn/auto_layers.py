@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ._hooks import (
+from .hooks import (
     _SEQUENCE_MODULES,
     Hook,
     _batch_size_of,
