@@ -1,4 +1,4 @@
-"""The ``captum-lmac`` command line: demo, explain a WAV file, run a benchmark suite."""
+"""The ``captum-lmac`` command line: demo, explain a WAV file, run a benchmark suite, re-render or compare reports."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional
 
 from .benchmark.cli import main as benchmark_main
+from .benchmark.report import compare, rerender
 from .demo import run_demo
 from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
 from .explain import explain_file
@@ -27,7 +28,24 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    run_demo(out_dir=args.out, cache_dir=args.cache, seed=args.seed, quick=args.quick)
+    run_demo(out_dir=args.out, cache_dir=args.cache, seed=args.seed, quick=args.quick,
+             size="tiny" if args.tiny else None)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    folders = list(args.results)
+    if len(folders) == 1:
+        if args.out is not None:
+            raise InputError("--out is for comparing several results folders; one folder is re-rendered in place "
+                             "(captum-lmac report DIR)")
+        paths = rerender(folders[0], log=lambda msg: print(msg, file=sys.stderr))
+        print(f"re-rendered {paths['html']} (and {paths['md'].name}, {paths['csv'].name}, figures/) from results.json")
+        return 0
+    if args.out is None:
+        raise InputError(f"comparing {len(folders)} results folders needs --out DIR (where comparison.html goes)")
+    paths = compare(folders, args.out)
+    print(f"comparison of {len(folders)} classifiers: {paths['html']} (and {paths['md'].name}, figures/)")
     return 0
 
 
@@ -43,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output folder (WAVs, PNGs, report)")
     d.add_argument("--cache", default="cache/demo", help="where the trained classifier and L-MAC are cached")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (a smoke run)")
+    size = d.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (a smoke run)")
+    size.add_argument("--tiny", action="store_true",
+                      help="a few clips, a small STFT and network, seconds long (checks the page, not the numbers)")
     d.set_defaults(func=_demo)
 
     e = sub.add_parser("explain", help="explain a WAV file with a saved classifier and L-MAC interpreter")
@@ -63,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("fit", help="fit L-MAC for your own classifier on a folder of clips (captum-lmac fit --help)",
                    add_help=False)
     sub.add_parser("benchmark", help="run a benchmark suite (captum-lmac benchmark --help)", add_help=False)
+
+    r = sub.add_parser("report", help="re-render a benchmark report from results.json, or compare several runs",
+                       description="One RESULTS_DIR: redraw the figures and rewrite report.html, results.md and "
+                                   "results.csv from its results.json (nothing is recomputed; the clips' media in the "
+                                   "folder are reused). Several: one comparison page across their classifiers, "
+                                   "written to --out.")
+    r.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="a folder written by `captum-lmac benchmark`")
+    r.add_argument("--out", default=None, help="output folder of the comparison (several RESULTS_DIRs)")
+    r.set_defaults(func=_report)
     return p
 
 

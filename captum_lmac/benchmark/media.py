@@ -60,24 +60,33 @@ class Renderer:
             self._figs[key] = (fig, ax, im, title)
         return self._figs[key]
 
-    def save(self, image: Tensor, path: Path, kind: str = "mask", title: str = "", ylabel: str = "bin") -> Path:
+    def save(self, image: Tensor, path: Path, kind: str = "mask", title: str = "", ylabel: str = "bin",
+             ref: Optional[float] = None) -> Path:
         """Save a (F, T) map as PNG.
 
-        ``kind="db"``: a small figure with axes, 20·log10 relative to the maximum (80 dB range);
-        ``kind="mask"``: the map alone (values in [0, 1], viridis, low frequencies at the bottom),
-        resampled to ``mask_size`` pixels, without a figure (~20× faster).
+        ``kind="db"``: a small figure with axes, 20·log10 relative to ``ref`` (default: the map's
+        maximum), 80 dB range; ``kind="mask"``: the map alone (values in [0, 1], viridis, low
+        frequencies at the bottom), resampled to ``mask_size`` pixels, without a figure (~20× faster);
+        ``kind="masked"``: a magnitude map such as M ⊙ X alone, in dB relative to ``ref`` (pass the
+        input's maximum so that it shares the input picture's scale: removed parts turn black),
+        magma, ``mask_size`` pixels.
         """
         a = image.detach().float().cpu().reshape(image.shape[-2], image.shape[-1]).numpy()
+        if kind not in ("db", "mask", "masked"):
+            raise ValueError(f"kind must be 'db', 'mask' or 'masked', got {kind!r}")
+        if kind in ("db", "masked"):
+            top = float(ref) if ref is not None else float(a.max())
+            a = 20 * np.log10(np.maximum(a, 1e-8) / max(top, 1e-8))
         if kind == "db":
-            a = 20 * np.log10(np.maximum(a, 1e-8) / max(float(a.max()), 1e-8))
             fig, ax, im, t = self._figure(a.shape, kind, "frequency (kHz)")
             im.set_data(a)
             t.set_text(title)
             return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+        lo, hi, cmap = (0.0, 1.0, "viridis") if kind == "mask" else (-80.0, 0.0, "magma")
         h, w = self.mask_size
-        t = torch.from_numpy(np.clip(a, 0, 1))[None, None]
+        t = torch.from_numpy(np.clip(a, lo, hi).astype(np.float32))[None, None]
         a = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0, 0]
-        return atomic_write(path, lambda tmp: imsave(tmp, a.clamp(0, 1).numpy(), cmap="viridis", vmin=0, vmax=1,
+        return atomic_write(path, lambda tmp: imsave(tmp, a.clamp(lo, hi).numpy(), cmap=cmap, vmin=lo, vmax=hi,
                                                      origin="lower", format="png"))
 
     def close(self) -> None:
@@ -134,16 +143,21 @@ def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: S
                     mk = M[k : k + 1]
                     render.save(mk[0], media / f"{base}_{safe}.png",
                                 title=f"{name}: mask (mean {float(mk.mean()):.2f})")
+                    render.save(mk[0] * s.X[i], media / f"{base}_{safe}_masked.png", kind="masked",
+                                ref=float(s.X[i].max()))
                     own = (ex_waves or {}).get(("stft", cond.name, name))  # a method that explains the clip itself
                     wav = own[k : k + 1] if own is not None else stft.listen(
                         s.X[i : i + 1], s.phase[i : i + 1], mk, length=s.waveform.shape[-1])
                     write_wav(media / f"{base}_{safe}.wav", wav, stft.sample_rate)
                     item["png"], item["wav"] = f"media/{base}_{safe}.png", f"media/{base}_{safe}.wav"
+                    item["masked_png"] = f"media/{base}_{safe}_masked.png"
+                    item["mask_mean"] = round(float(mk.mean()), 4)
                 Mm = ex_masks.get(("mel", cond.name, name))
                 if with_mel and Mm is not None:
                     render.save(Mm[k], media / f"{base}_{safe}_mel.png",
                                 title=f"{name} (Mel): mean {float(Mm[k].mean()):.2f}", ylabel="mel band")
                     item["mel_png"] = f"media/{base}_{safe}_mel.png"
+                    item["mel_mask_mean"] = round(float(Mm[k].mean()), 4)
                 methods.append(item)
             clip["methods"] = methods
             entry["clips"].append(clip)

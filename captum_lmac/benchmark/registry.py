@@ -24,6 +24,7 @@ nothing else. Examples::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
@@ -244,7 +245,8 @@ INFO_KEYS = ("cache_file", "pairs_description")
 
 
 def history_summary(hist: Dict[str, Any]) -> Dict[str, Any]:
-    """Compact fit information: best epoch, time, and the validation scores at the best epoch."""
+    """Fit information: best epoch, time, the validation scores at the best epoch and, under ``"history"``,
+    every per-epoch series of the fit (training loss terms and ``val_*`` scores; non-finite values as None)."""
     out: Dict[str, Any] = {}
     best = hist.get("best_epoch")
     if best is not None:
@@ -258,7 +260,19 @@ def history_summary(hist: Dict[str, Any]) -> Dict[str, Any]:
             out[k] = round(float(v[i]), 4) if v[i] is not None else None
     if isinstance(hist.get("loss"), list):
         out["epochs_run"] = len(hist["loss"])
+    curves = {k: [None if not _finite_number(x) else round(float(x), 6) for x in v]
+              for k, v in hist.items() if isinstance(v, list) and v and all(_is_number(x) or x is None for x in v)}
+    if curves:
+        out["history"] = curves  # every per-epoch series: loss terms and validation scores (the reports plot them)
     return out
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite_number(x: Any) -> bool:
+    return _is_number(x) and math.isfinite(x)
 
 
 class InterpreterCache:
