@@ -16,7 +16,9 @@ Top-level keys:
   ``build_classifier`` / ``train_classifier``, cached at ``<cache>/classifiers/<suite>.pt``),
   ``clap`` (the small CLAP trained here, zero-shot over class prompts) or ``file`` (a saved classifier);
 - ``n_test`` (clips per condition, stratified over classes; null = all), ``n_train`` / ``n_val``
-  (clips for fitting the learned methods; null = all), ``seed``, ``batch_size``;
+  (clips for fitting the learned methods; null = all), ``seed`` (data, contamination and baseline
+  seed), ``seeds`` (the learned methods are fitted once per seed and reported as mean ± sd over
+  seeds; null = ``[seed]``), ``batch_size``;
 - ``conditions`` (``in-domain``, ``clip``, ``white``, ``speech``, ``ambient``), ``snr_preset``
   (``paper``: 3 dB; ``released``: 12 dB clip / speech, 6 dB white) and ``snr_db`` (a number or a
   per-kind mapping overriding the preset), ``speech_dir``, ``ambient_dir`` (under the data root);
@@ -130,6 +132,7 @@ class SuiteConfig:
     n_train: Optional[int] = None
     n_val: Optional[int] = None
     seed: int = 0
+    seeds: Optional[List[int]] = None
     batch_size: int = 16
     conditions: List[str] = field(default_factory=lambda: ["in-domain", "clip", "white", "speech"])
     snr_preset: str = "paper"
@@ -193,6 +196,13 @@ class SuiteConfig:
                 raise InputError(f"{where}.{key} must be a positive number of clips or null, got {v}")
         if self.batch_size < 1:
             raise InputError(f"{where}.batch_size must be >= 1, got {self.batch_size}")
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise InputError(f"{where}.seeds must be a non-empty list of distinct integers, got {self.seeds}")
+
+    @property
+    def interpreter_seeds(self) -> List[int]:
+        """Seeds the learned methods are fitted with (``seeds``, default ``[seed]``)."""
+        return list(self.seeds) if self.seeds else [self.seed]
 
     def to_dict(self) -> Dict[str, Any]:
         """The configuration as plain JSON-able data (what ``results.json`` and ``benchmarks/*.json`` hold)."""

@@ -252,14 +252,18 @@ class AnalysisContext:
 
 
 def build_rows(names: Sequence[str], model: nn.Module, domain: str, cfg: SuiteConfig, data: DomainData,
-               cache: InterpreterCache, seed: int, progress: bool, log: Callable[[str], None]) -> List[Row]:
-    """The table rows of ``names`` on ``model`` in one domain (learned methods fitted or loaded)."""
+               cache: InterpreterCache, seed: int, progress: bool, log: Callable[[str], None],
+               baseline_seed: Optional[int] = None) -> List[Row]:
+    """The table rows of ``names`` on ``model`` in one domain (learned methods fitted or loaded with
+    ``seed``; baselines seeded with ``baseline_seed``, default ``seed``)."""
     fitted: Dict[str, Any] = {}
 
     def context(name: str) -> MethodContext:
-        return MethodContext(name=name, model=model, domain=domain, config=cfg, section=cfg.section(get_method(name).section_name),
+        spec = get_method(name)
+        s = seed if spec.kind == "learned" or baseline_seed is None else baseline_seed
+        return MethodContext(name=name, model=model, domain=domain, config=cfg, section=cfg.section(spec.section_name),
                              options=dict(cfg.method_options.get(name, {}) or {}), data=data, cache=cache,
-                             fitted=fitted, obtain=obtain, seed=seed, progress=progress, log=log)
+                             fitted=fitted, obtain=obtain, seed=s, progress=progress, log=log)
 
     def obtain(name: str) -> Any:
         if name not in fitted:
@@ -278,6 +282,33 @@ def build_rows(names: Sequence[str], model: nn.Module, domain: str, cfg: SuiteCo
             raise InputError(f"method {name!r} produced no table rows")
         rows.extend(made)
     return rows
+
+
+def seed_summary(seeds: Sequence[int], per_seed: Sequence[Mapping[str, np.ndarray]]) -> Dict[str, Any]:
+    """Mean over clips per seed, and their mean and (sample) sd over seeds, for every metric."""
+    values = {k: [float(np.nanmean(p[k])) if np.isfinite(p[k]).any() else float("nan") for p in per_seed]
+              for k in per_seed[0]}
+    return {"seeds": list(seeds), "values": values,
+            "mean": {k: float(np.nanmean(v)) for k, v in values.items()},
+            "sd": {k: float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}}
+
+
+def evaluate_row(r: Row, model: nn.Module, X: Tensor, s: SpectrogramSet, bs: int, gt: Optional[Dict[str, Tensor]],
+                 listen, cfg: SuiteConfig, log, seed: int, progress: bool, desc: str,
+                 quantus_check: bool = False) -> Tuple[Dict[str, np.ndarray], Tensor, float]:
+    """Per-clip metrics, masks and ms per clip of one row on one condition set ``s`` (its clips'
+    phase bound for waveform models; a row that explains the clips gets its own masked-in/out
+    inputs and listenable explanation)."""
+    n_samples = int(s.waveform.shape[-1])
+    with using_phase(model, s.phase, n_samples):
+        masks, ms = attribute_rows(r, X, bs, desc, progress, model, s.phase, n_samples)
+        masked, row_listen = r.masked, listen
+        if r.clips is not None:
+            masked = lambda X_, M: r.clips.masked(X_, M, s.phase, n_samples)
+            row_listen = lambda M: r.clips.waveforms(X, s.phase, n_samples)
+        per = evaluate_masks(model, X, masks, batch_size=32, gt=gt, listen=row_listen, quantus_mode=cfg.quantus,
+                             log=log, quantus_check=quantus_check, row=r, seed=seed, masked=masked)
+    return per, masks, ms
 
 
 def run_benchmark(
@@ -392,7 +423,9 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         info["ground_truth"] = gts[cond.name][2] if gts[cond.name] is not None else None
         cond_info.append(info)
 
-    cache = InterpreterCache(Path(cache_dir) if cache_dir is not None else None, suite, refit=refit, log=log)
+    seeds = cfg.interpreter_seeds
+    cache = InterpreterCache(Path(cache_dir) if cache_dir is not None else None, suite, refit=refit, log=log,
+                             base_seed=seeds[0])
     memo: Dict[str, Any] = {}
     n_ex = int(cfg.report.n_examples) if out is not None else 0
     ex_idx = example_indices(test.y, n_ex) if n_ex else []
@@ -423,7 +456,16 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         t0 = time.time()
         dd = DomainData(model=model, domain=domain, data=data, config=cfg, stft=stft, data_root=root, memo=memo,
                         seed=seed, progress=progress)
-        mrows = build_rows(dom_names, m_dom, domain, cfg, dd, cache, seed, progress, log)
+        mrows = build_rows(dom_names, m_dom, domain, cfg, dd, cache, seeds[0], progress, log, baseline_seed=seed)
+        learned = [n for n in dom_names if get_method(n).kind == "learned"]
+        more_seeds: Dict[int, Dict[str, Row]] = {}  # further interpreter seeds: the same learned rows again
+        for s_ in seeds[1:]:
+            if learned:
+                more_seeds[s_] = {r.name: r for r in build_rows(learned, m_dom, domain, cfg, dd, cache, s_, progress,
+                                                                log, baseline_seed=seed)}
+                for r in more_seeds[s_].values():
+                    if r.info:
+                        fits[f"{r.base} ({domain}) seed {s_}"] = r.info
         if not any(get_method(n).kind == "learned" for d in doms[di + 1 :] for n in names_for(d)):
             memo.clear()  # fine-tuning pairs and feature-domain training inputs are no longer needed
         timing["fit_seconds"] += time.time() - t0
@@ -454,24 +496,22 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                 def listen(M: Tensor, s: SpectrogramSet = s, n: int = n_samples) -> Tensor:
                     return torch.cat([stft.listen(s.X[i : i + 32], s.phase[i : i + 32], M[i : i + 32], length=n)
                                       for i in range(0, M.shape[0], 32)])
+            n_samples = s.waveform.shape[-1]
             for r in mrows:
-                n_samples = s.waveform.shape[-1]
-                with using_phase(m_dom, s.phase, n_samples):  # waveform models: the clips' phase
-                    masks, ms = attribute_rows(r, X_dom, bs, f"{r.name} [{domain}/{cond.name}]", progress, m_dom,
-                                               s.phase, n_samples)
-                    masked, row_listen = r.masked, listen
-                    if r.clips is not None:  # the method explains the clips: its own masked-in/out and audio
-                        masked = lambda X, M, r=r, s=s, n=n_samples: r.clips.masked(X, M, s.phase, n)
-                        row_listen = lambda M, r=r, s=s, n=n_samples, X=X_dom: r.clips.waveforms(X, s.phase, n)
-                    per = evaluate_masks(m_dom, X_dom, masks, batch_size=32, gt=gt_info, listen=row_listen,
-                                         quantus_mode=cfg.quantus, log=log, quantus_check=ci == 0, row=r, seed=seed,
-                                         masked=masked)
+                per, masks, ms = evaluate_row(r, m_dom, X_dom, s, bs, gt_info, listen, cfg, log, seed, progress,
+                                              f"{r.name} [{domain}/{cond.name}]", quantus_check=ci == 0)
                 aggs = {k: aggregate(v, seed=seed) for k, v in per.items()}
-                rows.append({
+                entry = {
                     "suite": suite, "domain": domain, "domain_label": label, "condition": cond.name,
                     "condition_label": cond.label, "snr_db": cond.snr_db, "method": r.name, "base_method": r.base,
                     "kind": r.kind, "n": int(X_dom.shape[0]), "ms_per_clip": ms, "metrics": aggs,
-                })
+                }
+                if r.kind == "learned" and len(seeds) > 1:
+                    entry["seeds"] = seed_summary(seeds, [per] + [
+                        evaluate_row(more_seeds[s_][r.name], m_dom, X_dom, s, bs, gt_info, listen, cfg, log, seed,
+                                     progress, f"{r.name} s{s_} [{domain}/{cond.name}]")[0]
+                        for s_ in seeds[1:]])
+                rows.append(entry)
                 per_sample[f"{domain}|{cond.name}|{r.name}"] = {k: [round(float(x), 6) for x in v]
                                                                   for k, v in per.items()}
                 if ex_idx:

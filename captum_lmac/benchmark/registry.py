@@ -281,16 +281,21 @@ class InterpreterCache:
     :class:`~captum_lmac.errors.CheckpointError` otherwise) *and* have been fitted with the same
     settings (kept in the explainer's history under ``"benchmark"``)."""
 
-    def __init__(self, directory: Optional[Path], suite: str, refit: bool = False, log: Callable[[str], None] = print):
+    def __init__(self, directory: Optional[Path], suite: str, refit: bool = False, log: Callable[[str], None] = print,
+                 base_seed: int = 0):
         self.directory = Path(directory) if directory is not None else None
         self.suite = suite
         self.refit = refit
         self.log = log
+        self.base_seed = int(base_seed)
 
-    def path(self, method: str, domain: str) -> Optional[Path]:
+    def path(self, method: str, domain: str, seed: Optional[int] = None) -> Optional[Path]:
+        """``<dir>/<suite>_<method>[_<domain>][_s<seed>].pt`` (the seed only when it is not the first one)."""
         if self.directory is None:
             return None
         suffix = "" if domain == "stft" else f"_{domain}"
+        if seed is not None and int(seed) != self.base_seed:
+            suffix += f"_s{int(seed)}"
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in method)
         return self.directory / f"{self.suite}_{safe}{suffix}.pt"
 
@@ -300,7 +305,7 @@ class InterpreterCache:
 
     def get(self, spec: MethodSpec, ctx: MethodContext, key: Dict[str, Any]) -> Optional[Any]:
         """The cached explainer of ``spec`` fitted with ``key``, or None."""
-        path = self.path(spec.name, ctx.domain)
+        path = self.path(spec.name, ctx.domain, ctx.seed)
         if path is None or self.refit or not path.is_file():
             return None
         try:
@@ -317,7 +322,7 @@ class InterpreterCache:
 
     def put(self, obj: Any, spec: MethodSpec, ctx: MethodContext, key: Dict[str, Any]) -> Optional[Path]:
         """Record ``key`` in the explainer's history and save it (when the cache has a folder)."""
-        path = self.path(spec.name, ctx.domain)
+        path = self.path(spec.name, ctx.domain, ctx.seed)
         key = dict(key, cache_file=str(path) if path else None)
         obj.history = dict(getattr(obj, "history", None) or {})
         obj.history["benchmark"] = to_jsonable(key)

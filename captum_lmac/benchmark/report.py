@@ -70,6 +70,26 @@ def summary_value(agg: Mapping[str, Any], metric: str) -> Optional[float]:
     return agg.get("median" if metric_info(metric).summary == "median" else "mean")
 
 
+def row_value(row: Mapping[str, Any], metric: str) -> Optional[float]:
+    """The value a table shows for ``metric`` in ``row``: the mean over interpreter seeds when the
+    row was fitted with several (``row["seeds"]``), else :func:`summary_value` of its clips."""
+    seeds = row.get("seeds") or {}
+    if metric in (seeds.get("mean") or {}) and metric_info(metric).summary == "mean":
+        return seeds["mean"][metric]
+    return summary_value(row["metrics"].get(metric, {}) or {}, metric)
+
+
+def row_text(row: Mapping[str, Any], metric: str) -> str:
+    """``row_value`` formatted, with ``± sd`` over interpreter seeds where there are several."""
+    text = fmt(row_value(row, metric), metric)
+    seeds = row.get("seeds") or {}
+    sd = (seeds.get("sd") or {}).get(metric)
+    if sd is not None and metric in (seeds.get("mean") or {}) and metric_info(metric).summary == "mean" \
+            and isinstance(sd, (int, float)) and math.isfinite(sd):
+        text += f" ± {fmt(sd, metric)}"
+    return text
+
+
 def fmt(value: Optional[float], metric: str) -> str:
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "–"
@@ -133,7 +153,7 @@ def best_rows(rows: Sequence[Mapping[str, Any]], metric: str) -> set:
         return set()
     vals = []
     for i, r in enumerate(rows):
-        v = summary_value(r["metrics"].get(metric, {}), metric)
+        v = row_value(r, metric)
         if _finite(v):
             vals.append((i, round(float(v), metric_info(metric).decimals)))
     if len(vals) < 2 or len({v for _, v in vals}) == 1:
@@ -390,7 +410,8 @@ def markdown(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]] = 
         facts.append(f"- Classifier: {clf.get('description', 'reference classifier')}, test accuracy {100 * acc:.1f} %")
     facts.append("- Metrics: mean over clips; 95 % bootstrap intervals in `results.csv` / `report.html`; "
                  "c = argmax f(input) (the contaminated input for out-of-domain conditions); "
-                 "best value per column in **bold** (↑ higher / ↓ lower is better)")
+                 "best value per column in **bold** (↑ higher / ↓ lower is better); learned methods fitted with "
+                 "several interpreter seeds show the mean over seeds ± its sd (per-seed values in `results.json`)")
     if results.get("ground_truth_note"):
         facts.append(f"- {results['ground_truth_note']}")
     lines += facts + [""]
@@ -407,7 +428,7 @@ def markdown(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]] = 
         for i, r in enumerate(rows):
             cells = [r["method"]]
             for m in metrics:
-                txt = fmt(summary_value(r["metrics"].get(m, {}), m), m)
+                txt = row_text(r, m)
                 cells.append(f"**{txt}**" if i in bold[m] else txt)
             cells.append(fmt_ms(r.get("ms_per_clip")))
             lines.append("| " + " | ".join(cells) + " |")
@@ -573,7 +594,9 @@ def metrics_table_html(rows: Sequence[Mapping[str, Any]], table_id: Optional[str
             ci = ""
             if _finite(agg.get("lo")) and _finite(agg.get("hi")):
                 ci = f"<span class='ci'>[{fmt(agg['lo'], m)}, {fmt(agg['hi'], m)}]</span>"
-            out.append(f"<td{cls} title='n = {agg.get('n', '')}'>{fmt(summary_value(agg, m), m)}{ci}</td>")
+            if r.get("seeds"):
+                ci = f"<span class='ci'>seeds {', '.join(str(v) for v in r['seeds']['seeds'])}</span>"
+            out.append(f"<td{cls} title='n = {agg.get('n', '')}'>{row_text(r, m)}{ci}</td>")
         out.append(f"<td>{fmt_ms(r.get('ms_per_clip'))}</td></tr>" if with_ms else "</tr>")
     out.append("</table>")
     return "".join(out)

@@ -234,3 +234,18 @@ def test_cli_trains_and_caches_a_recipe_classifier(tmp_path, speech_dir):
     assert pt.stat().st_mtime_ns == stamp  # reused, not retrained
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["method"] for r in res["rows"]] == ["gradcam"] and res["examples"] == []
+
+
+def test_interpreter_seeds_give_mean_and_sd(tiny, make_config, tmp_path):
+    model, stft, data = tiny
+    cfg = make_config(methods=["gradcam", "lmac"], conditions=["in-domain"], domains=["stft"], seeds=[0, 1],
+                      sanity={"enabled": False}, report={"n_examples": 0})
+    res = run_benchmark(model, stft, data, config=cfg, out_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert "seeds" not in rows["gradcam"]  # baselines are computed once
+    seeds = rows["lmac"]["seeds"]
+    assert seeds["seeds"] == [0, 1] and len(seeds["values"]["AI"]) == 2
+    assert seeds["mean"]["MM"] == pytest.approx(sum(seeds["values"]["MM"]) / 2)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny_lmac.pt", "tiny_lmac_s1.pt"]
+    assert "lmac (stft) seed 1" in res["fits"]
+    assert " ± " in (tmp_path / "results.md").read_text()
