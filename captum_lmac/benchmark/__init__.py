@@ -28,7 +28,7 @@ from .registry import (
 from . import methods  # noqa: F401  (registers the built-in methods)
 from .config import SuiteConfig, builtin_config, load_config
 from .harness import AnalysisContext, DomainData, evaluate_masks, run_benchmark
-from . import analyses  # noqa: F401  (registers the built-in analyses)
+from . import analyses, roar  # noqa: F401  (register the built-in analyses)
 from .cli import main, run_suite
 
 __all__ = [

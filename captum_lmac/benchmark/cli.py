@@ -172,6 +172,8 @@ def build_parser(prog: str = "captum-lmac benchmark") -> argparse.ArgumentParser
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config entry (dotted key, JSON value), e.g. --set lmac.fit.epochs=15")
     p.add_argument("--no-sanity", action="store_true", help="skip the cascading-randomisation sanity check")
+    p.add_argument("--roar", action="store_true",
+                   help="also run ROAR (remove the most salient bins and retrain; budget: the suite's roar section)")
     p.add_argument("--refit", action="store_true", help="refit interpreters even if cached")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -220,8 +222,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("captum-lmac benchmark: error: --weights, --layers and --cam-layer go with --model", file=sys.stderr)
         return 2
     try:
+        overrides = overrides_from_args(args)
+        if args.roar:  # add ROAR to the suite's own analyses
+            analyses = load_config(args.suite, overrides).analyses
+            overrides["analyses"] = list(analyses) + ([] if "roar" in analyses else ["roar"])
         res = run_suite(args.suite, out_dir=args.out, cache_dir=args.cache, data_root=args.data_root,
-                        overrides=overrides_from_args(args), classifier_path=args.classifier,
+                        overrides=overrides, classifier_path=args.classifier,
                         sanity=False if args.no_sanity else None, refit=args.refit, progress=not args.quiet,
                         user_model=user)
     except (InputError, DataNotFoundError, CheckpointError, NotFittedError) as exc:

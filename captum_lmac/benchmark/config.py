@@ -29,7 +29,8 @@ Top-level keys:
   (keyword arguments of each baseline), ``cam_layer`` (dotted module name; null = the last block);
 - one section per method that has settings (``lmac``, ``lmac_ft``, ``l2i``, ``lmac_zs``; see
   :mod:`captum_lmac.benchmark.methods`);
-- ``sanity`` (:class:`SanityConfig`), ``analyses`` (further suite-level checks), ``report``
+- ``sanity`` (:class:`SanityConfig`), ``analyses`` (further suite-level checks: ``roar``,
+  ``zeroshot_behaviour``), ``roar`` (:class:`RoarConfig`), ``report``
   (:class:`ReportConfig`), ``quantus`` (``fast`` | ``quantus``).
 """
 
@@ -111,6 +112,29 @@ class SanityConfig:
 
 
 @dataclass
+class RoarConfig:
+    """ROAR (the ``roar`` analysis): methods (``random`` = the baseline), shares of removed bins,
+    seeds, and the retraining budget (epochs; null = the classifier recipe's; clips: null = the
+    loaded splits)."""
+
+    methods: List[str] = field(default_factory=lambda: ["lmac", "gradcam", "ig", "random"])
+    fractions: List[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: Optional[int] = None
+    n_train: Optional[int] = None
+    n_test: Optional[int] = None
+
+    def validate(self, where: str) -> None:
+        if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
+            raise InputError(f"{where}.fractions must be shares strictly between 0 and 1, got {self.fractions}")
+        for m in self.methods:
+            if m != "random":
+                get_method(m)
+        if not self.seeds:
+            raise InputError(f"{where}.seeds must name at least one seed")
+
+
+@dataclass
 class ReportConfig:
     """Clips per condition shown in the HTML report, and whether the Mel-domain masks are drawn."""
 
@@ -153,6 +177,7 @@ class SuiteConfig:
     cam_layer: Optional[str] = None
     sanity: SanityConfig = field(default_factory=SanityConfig)
     analyses: List[str] = field(default_factory=list)
+    roar: RoarConfig = field(default_factory=RoarConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     quantus: str = "fast"
     sections: Dict[str, Any] = field(default_factory=dict)
@@ -314,7 +339,7 @@ def write_builtin_configs(directory: Union[str, Path]) -> list:
 
 
 __all__ = [
-    "DataConfig", "ClassifierConfig", "SanityConfig", "ReportConfig", "SuiteConfig", "merge", "defaults",
+    "DataConfig", "ClassifierConfig", "SanityConfig", "RoarConfig", "ReportConfig", "SuiteConfig", "merge", "defaults",
     "from_dict", "builtin_config", "load_config", "write_builtin_configs", "repo_benchmarks_dir",
     "CONDITION_NAMES", "DOMAIN_NAMES", "READERS",
 ]

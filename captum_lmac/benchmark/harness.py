@@ -249,6 +249,7 @@ class AnalysisContext:
     progress: bool = True
     log: Callable[[str], None] = print
     skipped: List[str] = field(default_factory=list)
+    data: Optional[Mapping[str, SpectrogramSet]] = None
 
 
 def build_rows(names: Sequence[str], model: nn.Module, domain: str, cfg: SuiteConfig, data: DomainData,
@@ -530,7 +531,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
 
     # --- analyses (the sanity check first) --------------------------------------------------------------
     actx = AnalysisContext(model=model, stft=stft, config=cfg, test=test, rows=domain_rows, out_dir=out, seed=seed,
-                           progress=progress, log=log, skipped=skipped)
+                           progress=progress, log=log, skipped=skipped, data=data)
     analyses: Dict[str, Any] = {}
     wanted = (["sanity"] if cfg.sanity.enabled else []) + [a for a in cfg.analyses if a != "sanity"]
     for name in wanted:

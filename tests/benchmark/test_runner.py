@@ -249,3 +249,29 @@ def test_interpreter_seeds_give_mean_and_sd(tiny, make_config, tmp_path):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny_lmac.pt", "tiny_lmac_s1.pt"]
     assert "lmac (stft) seed 1" in res["fits"]
     assert " ± " in (tmp_path / "results.md").read_text()
+
+
+def test_roar_curves(tiny, make_config, tmp_path):
+    model, stft, data = tiny
+    cfg = make_config(methods=["gradcam", "lmac"], conditions=["in-domain"], domains=["stft"], analyses=["roar"],
+                      sanity={"enabled": False}, report={"n_examples": 0},
+                      roar={"methods": ["gradcam", "random"], "fractions": [0.3, 0.9], "seeds": [0, 1], "epochs": 1},
+                      classifier={"recipe": {"channels": [4, 8], "n_mels": 16, "epochs": 1, "batch_size": 12}})
+    res = run_benchmark(model, stft, data, config=cfg, out_dir=tmp_path, progress=False)
+    roar = res["analyses"]["roar"]
+    assert roar["fractions_percent"] == [0.0, 30.0, 90.0]
+    assert set(roar["methods"]) == {"gradcam", "random"}
+    for r in roar["methods"].values():
+        assert len(r["mean"]) == 3 and all(len(a) == 2 for a in r["accuracy"]) and all(0 <= v <= 1 for v in r["mean"])
+    assert roar["methods"]["gradcam"]["accuracy"][0] == roar["methods"]["random"]["accuracy"][0]  # k = 0 shared
+    assert roar["curves"]["series"]["random"]["baseline"] is True
+    assert "## ROAR" in (tmp_path / "results.md").read_text()
+    assert list((tmp_path / "figures").glob("roar_curves*.png"))
+
+
+def test_removal_masks_remove_the_top_share():
+    from captum_lmac.benchmark.roar import removal_masks
+
+    scores = torch.arange(20.0).view(1, 1, 4, 5)
+    keep = removal_masks(scores, 0.25)
+    assert keep.sum() == 15 and keep.flatten()[-5:].sum() == 0
