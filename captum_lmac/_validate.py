@@ -50,6 +50,11 @@ PCM_SCALING = {
 #: or sensitivity perturbations of a magnitude); anything more negative is not a magnitude.
 NEGATIVE_TOLERANCE = 0.1
 
+#: Largest fraction of negative bins a sample may have. Zero-mean noise added to a magnitude
+#: X >= 0 makes each bin negative with probability <= 1/2, so more than half negative bins means
+#: a log / dB / normalised spectrogram, not |X|.
+NEGATIVE_FRACTION = 0.5
+
 #: Phrases of torch errors raised when an input is smaller than a pooling / convolution kernel.
 _TOO_SMALL = (
     "output size is too small",
@@ -106,9 +111,9 @@ def check_number(value: Any, name: str, minimum: Optional[float] = None, maximum
     if not math.isfinite(out):
         raise InputError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and (out <= minimum if strict_minimum else out < minimum):
-        raise InputError(f"{name} must be {'>' if strict_minimum else '>='} {minimum}, got {out:g}")
+        raise InputError(f"{name} must be {'>' if strict_minimum else '>='} {minimum:g}, got {out:g}")
     if maximum is not None and out > maximum:
-        raise InputError(f"{name} must be <= {maximum}, got {out:g}")
+        raise InputError(f"{name} must be <= {maximum:g}, got {out:g}")
     return out
 
 
@@ -231,8 +236,10 @@ def check_spectrogram(X: Any, name: str = "inputs", n_freqs: Optional[int] = Non
         allow_silent (bool): Accept all-zero samples (default True; ``attribute`` refuses them:
             there is nothing to explain in silence).
         allow_negative (bool): Accept clearly negative values (default False: a magnitude is
-            >= 0; values down to −:data:`NEGATIVE_TOLERANCE` × the sample's largest |value| are
-            tolerated, as noise-perturbed magnitudes in NoiseTunnel / sensitivity_max have them).
+            >= 0). Noise-level negatives, as noise-perturbed magnitudes in NoiseTunnel /
+            sensitivity_max have them, are tolerated: a sample is refused when a bin is below
+            −:data:`NEGATIVE_TOLERANCE` × its largest |value| or when more than
+            :data:`NEGATIVE_FRACTION` of its bins are negative.
         what (str): What ``n_freqs`` comes from, for the message.
 
     Raises:
@@ -269,12 +276,14 @@ def check_spectrogram(X: Any, name: str = "inputs", n_freqs: Optional[int] = Non
     peak = flat.abs().amax(1)
     if not allow_negative:
         low = flat.amin(1)
-        bad = (low < -NEGATIVE_TOLERANCE * peak).nonzero().flatten().tolist()
+        negative = (flat < 0).float().mean(1)
+        bad = ((low < -NEGATIVE_TOLERANCE * peak) | (negative > NEGATIVE_FRACTION)).nonzero().flatten().tolist()
         if bad:
             i = bad[0]
             raise InputError(
-                f"{name} hold negative values (sample {i}: min {float(low[i]):.4g}, max |X| {float(peak[i]):.4g}): "
-                "the methods take the linear magnitude |X| >= 0 (STFT.analyze), not a log / dB or normalised spectrogram"
+                f"{name} hold negative values (sample {i}: min {float(low[i]):.4g}, max |X| {float(peak[i]):.4g}, "
+                f"{100 * float(negative[i]):.0f} % of the bins < 0): the methods take the linear magnitude |X| >= 0 "
+                "(STFT.analyze), not a log / dB or normalised spectrogram"
             )
     if not allow_silent:
         silent = (peak == 0).nonzero().flatten().tolist()
@@ -398,8 +407,8 @@ def too_short_message(model: Callable[..., Any], X: Tensor, name: str = "the cla
         return f"{n} frames"
 
     if need is None:
-        return f"the input of {frames(T)} (shape {tuple(X.shape)}) is too short for {name}'s pooling; use a longer clip"
-    return (f"the input is too short for {name}: it has {frames(T)} (shape {tuple(X.shape)}) but {name} needs at "
+        return f"the input (shape {tuple(X.shape)}) is too short for {name}'s pooling: {frames(T)}; use a longer clip"
+    return (f"the input (shape {tuple(X.shape)}) is too short for {name}: it has {frames(T)} but {name} needs at "
             f"least {frames(need)}; use a longer clip or pad it")
 
 
@@ -435,7 +444,7 @@ def one_line(message: Any) -> str:
 
 
 __all__ = [
-    "MAX_FLOAT_PEAK", "MAX_CHANNELS", "PCM_SCALING", "NEGATIVE_TOLERANCE",
+    "MAX_FLOAT_PEAK", "MAX_CHANNELS", "PCM_SCALING", "NEGATIVE_TOLERANCE", "NEGATIVE_FRACTION",
     "check_int", "check_positive_int", "check_number", "check_choice",
     "pcm_to_float", "check_waveform", "check_spectrogram",
     "nonfinite_parameters", "check_finite_module", "check_model_output",
