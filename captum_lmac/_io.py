@@ -271,6 +271,8 @@ def atomic_write(path: PathLike, write: Callable[[str], None], what: str = "") -
     Raises:
         InputError: when ``path`` cannot be written (naming ``path``), see :func:`check_writable`.
     """
+    if path is None or str(path).strip() == "":
+        raise InputError(f"the {what or 'output'} path is empty")
     path = Path(path)
     tmp = _create_partial(path, what)
     handed_over = False

@@ -256,15 +256,15 @@ def _quiet_relu_hooks() -> Iterator[None]:
 
 
 def _check_x(X: Any) -> Tensor:
-    if not torch.is_tensor(X) or X.dim() < 3:
+    if not torch.is_tensor(X) or X.dim() == 4:  # a magnitude batch (N, 1, F, T): the full contract
+        return check_spectrogram(X, "X", allow_silent=False)
+    if X.dim() < 3:
         shape = tuple(X.shape) if torch.is_tensor(X) else type(X).__name__
         raise InputError(f"X must be a (N, 1, F, T) tensor, got {shape}")
     if X.shape[0] == 0:
         raise InputError("X is an empty batch")
     if not X.is_floating_point():
         raise InputError(f"X must be a floating-point tensor, got {X.dtype}")
-    if X.dim() == 4:  # a magnitude batch (N, 1, F, T): the full contract (float32, not negative, not silent)
-        return check_spectrogram(X, "X", allow_silent=False)
     if not torch.isfinite(X).all():
         raise InputError("X contains NaN or infinite values")
     return X
