@@ -65,7 +65,7 @@ def _data_freqs(data: Any) -> Optional[int]:
 def _checked_fit(run_fit: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
     """Validate the arguments of the shared fit loop before any work, and make a fit all-or-nothing.
 
-    ``epochs`` and ``batch_size`` must be positive integers, ``lr`` > 0 and ``weight_decay`` >= 0
+    ``epochs`` and ``batch_size`` must be positive integers, 0 < ``lr`` <= 1e6, ``weight_decay`` >= 0
     finite numbers, ``seed`` an integer, and validation inputs must have the training data's
     frequency bins (checked before the first epoch). A fit whose decoder ends with NaN / inf weights
     (a diverged loss: lower ``lr``) raises InputError. If the fit raises (or is interrupted) the
@@ -78,7 +78,7 @@ def _checked_fit(run_fit: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[s
                 weight_decay: float, val: Any, seed: int, progress: bool) -> Dict[str, Any]:
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
-        lr = check_number(lr, "lr", minimum=0.0, strict_minimum=True)
+        lr = check_number(lr, "lr", minimum=0.0, maximum=1e6, strict_minimum=True)
         weight_decay = check_number(weight_decay, "weight_decay", minimum=0.0)
         seed = check_int(seed, "seed")
         if val is not None:
