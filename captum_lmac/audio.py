@@ -17,6 +17,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from ._io import atomic_write
+from ._validate import MAX_FLOAT_PEAK, check_int, check_number, check_positive_int, check_waveform
 from .errors import DataNotFoundError, InputError
 
 ArrayLike = Union[Tensor, np.ndarray]
@@ -28,41 +29,21 @@ _WINDOWS = {
 }
 
 
-def as_waveform_batch(waveform: ArrayLike, name: str = "waveform", allow_silent: bool = False) -> Tensor:
+def as_waveform_batch(waveform: ArrayLike, name: str = "waveform", allow_silent: bool = False,
+                      max_peak: Optional[float] = MAX_FLOAT_PEAK) -> Tensor:
     """Return ``waveform`` as a float32 (N, samples) tensor, checking it is usable audio.
 
-    Accepts (samples,), (N, samples) or (N, 1, samples), as a tensor or a numpy array.
+    Accepts (samples,), (N, samples), (N, 1, samples) or soundfile's (samples, channels) layout
+    (mixed down to mono), as a tensor or a numpy array; float audio is cast to float32 and integer
+    PCM scaled to [-1, 1] (int16 ÷ 32768, int32 ÷ 2^31, uint8 (x − 128) ÷ 128). See
+    :func:`captum_lmac._validate.check_waveform`.
 
     Raises:
-        InputError: on a wrong number of dimensions, multi-channel input, empty audio,
-            NaN/inf samples, or (unless ``allow_silent``) an all-zero signal.
+        InputError: on a wrong type, dtype or number of dimensions, multi-channel (N, C, samples)
+            input, empty audio, NaN/inf samples, float audio louder than ``max_peak`` (unscaled
+            PCM), or (unless ``allow_silent``) an all-zero signal.
     """
-    if isinstance(waveform, np.ndarray):
-        waveform = torch.from_numpy(np.ascontiguousarray(waveform))
-    if not isinstance(waveform, Tensor):
-        raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(waveform).__name__}")
-    w = waveform
-    if w.dim() == 3:
-        if w.shape[1] != 1:
-            raise InputError(
-                f"{name} has shape {tuple(w.shape)}: expected (N, 1, samples) mono audio; "
-                "mix channels down first"
-            )
-        w = w[:, 0]
-    elif w.dim() == 1:
-        w = w.unsqueeze(0)
-    elif w.dim() != 2:
-        raise InputError(f"{name} has shape {tuple(w.shape)}: expected (samples,), (N, samples) or (N, 1, samples)")
-    if w.shape[-1] == 0 or w.shape[0] == 0:
-        raise InputError(f"{name} is empty (shape {tuple(waveform.shape)})")
-    w = w.float()
-    if not torch.isfinite(w).all():
-        raise InputError(f"{name} contains NaN or infinite samples")
-    if not allow_silent:
-        silent = (w.abs().amax(dim=-1) == 0).nonzero().flatten()
-        if len(silent):
-            raise InputError(f"{name} is silent (all zeros) for item(s) {silent.tolist()[:5]}")
-    return w
+    return check_waveform(waveform, name=name, allow_silent=allow_silent, max_peak=max_peak)
 
 
 class STFT(nn.Module):
@@ -99,14 +80,20 @@ class STFT(nn.Module):
         center: bool = True,
     ) -> None:
         super().__init__()
-        if window not in _WINDOWS:
+        if not isinstance(window, str) or window not in _WINDOWS:
             raise InputError(f"unknown window {window!r}; choose one of {sorted(_WINDOWS)}")
+        sample_rate = check_positive_int(sample_rate, "sample_rate")
+        n_fft = check_int(n_fft, "n_fft", minimum=2)
+        hop_length = check_positive_int(hop_length, "hop_length")
+        win_length = check_positive_int(win_length, "win_length")
         if win_length > n_fft:
             raise InputError(f"win_length ({win_length}) must not exceed n_fft ({n_fft})")
-        self.sample_rate = int(sample_rate)
-        self.n_fft = int(n_fft)
-        self.hop_length = int(hop_length)
-        self.win_length = int(win_length)
+        if not isinstance(center, (bool, np.bool_)):
+            raise InputError(f"center must be True or False, got {center!r}")
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.win_length = win_length
         self.window = window
         self.center = bool(center)
         kw = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window_fn=_WINDOWS[window], center=center)
@@ -145,7 +132,7 @@ class STFT(nn.Module):
             sample_rate (int, optional): If given, must equal this STFT's sample rate.
             allow_silent (bool): Accept all-zero signals (default: raise).
         """
-        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+        if sample_rate is not None and check_positive_int(sample_rate, "sample_rate") != self.sample_rate:
             raise InputError(
                 f"audio has sample rate {sample_rate} Hz but this STFT expects {self.sample_rate} Hz; "
                 "resample it first (captum_lmac.audio.resample)"
@@ -154,6 +141,11 @@ class STFT(nn.Module):
         if self.center and w.shape[-1] <= self.n_fft // 2:
             raise InputError(
                 f"waveform has {w.shape[-1]} samples, too short for n_fft={self.n_fft} (need > {self.n_fft // 2})"
+            )
+        if not self.center and w.shape[-1] < self.n_fft:
+            raise InputError(
+                f"waveform has {w.shape[-1]} samples, too short for n_fft={self.n_fft} without centring "
+                f"(need >= {self.n_fft})"
             )
         spec = self._spec.to(w.device)(w)  # (N, F, T) complex
         return spec.abs().unsqueeze(1), spec.angle().unsqueeze(1)
@@ -167,8 +159,13 @@ class STFT(nn.Module):
     def synthesize(self, magnitude: Tensor, phase: Tensor, length: Optional[int] = None) -> Tensor:
         """Magnitude and phase (N, 1, F, T) → waveform (N, samples) by inverse STFT."""
         self._check_spec(magnitude, "magnitude")
-        if phase.shape != magnitude.shape:
-            raise InputError(f"phase shape {tuple(phase.shape)} differs from magnitude shape {tuple(magnitude.shape)}")
+        if not torch.is_tensor(phase) or phase.shape != magnitude.shape:
+            shape = tuple(phase.shape) if torch.is_tensor(phase) else type(phase).__name__
+            raise InputError(f"phase shape {shape} differs from magnitude shape {tuple(magnitude.shape)}")
+        if not phase.is_floating_point() or not torch.isfinite(phase).all():
+            raise InputError("phase must be a finite floating-point tensor (radians, from STFT.analyze)")
+        if length is not None:
+            length = check_positive_int(length, "length")
         spec = torch.polar(magnitude[:, 0].float().clamp_min(0), phase[:, 0].float())
         return self._ispec.to(spec.device)(spec, length)
 
@@ -200,6 +197,12 @@ class STFT(nn.Module):
             raise InputError(f"mask shape {tuple(mask.shape)} does not match spectrogram shape {tuple(X.shape)}") from None
         if not torch.isfinite(mask).all():
             raise InputError("mask contains NaN or infinite values")
+        lo, hi = float(mask.min()), float(mask.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise InputError(
+                f"mask values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]; turn an attribution into a mask first "
+                "(captum_lmac.attr.baselines.to_mask)"
+            )
         if mask_domain == "linear":
             mag = mask * X
         elif mask_domain == "log1p":
@@ -214,6 +217,10 @@ class STFT(nn.Module):
             raise InputError(f"{name} must be a (N, 1, F, T) tensor, got {shape}")
         if X.shape[2] != self.n_freqs:
             raise InputError(f"{name} has {X.shape[2]} frequency bins but this STFT (n_fft={self.n_fft}) has {self.n_freqs}")
+        if not X.is_floating_point():
+            raise InputError(f"{name} has dtype {X.dtype}; a magnitude spectrogram is floating point")
+        if not torch.isfinite(X).all():
+            raise InputError(f"{name} contains NaN or infinite values")
 
 
 class LogMel(nn.Module):
@@ -237,11 +244,16 @@ class LogMel(nn.Module):
 
     def __init__(self, stft: STFT, n_mels: int = 80, f_min: float = 0.0, f_max: Optional[float] = None) -> None:
         super().__init__()
+        if not isinstance(stft, STFT):
+            raise InputError(f"LogMel needs the captum_lmac.STFT whose magnitude it reads, got {type(stft).__name__}")
         self.n_freqs = stft.n_freqs
         self.sample_rate = stft.sample_rate
-        self.n_mels = int(n_mels)
-        self.f_min = float(f_min)
-        self.f_max = float(f_max) if f_max is not None else stft.sample_rate / 2
+        self.n_mels = check_positive_int(n_mels, "n_mels")
+        nyquist = stft.sample_rate / 2
+        self.f_min = check_number(f_min, "f_min", minimum=0.0)
+        self.f_max = check_number(f_max, "f_max", maximum=nyquist) if f_max is not None else nyquist
+        if self.f_max <= self.f_min:
+            raise InputError(f"f_max ({self.f_max:g} Hz) must exceed f_min ({self.f_min:g} Hz)")
         self.mel = torchaudio.transforms.MelScale(
             n_mels=n_mels, sample_rate=stft.sample_rate, f_min=self.f_min, f_max=self.f_max, n_stft=stft.n_freqs
         )
@@ -251,22 +263,35 @@ class LogMel(nn.Module):
 
     def forward(self, X: Tensor) -> Tensor:
         """(N, 1, F, T) magnitude → (N, 1, n_mels, T) log-mel."""
-        if X.dim() != 4 or X.shape[2] != self.n_freqs:
-            raise InputError(f"LogMel expects a (N, 1, {self.n_freqs}, T) magnitude, got {tuple(X.shape)}")
+        if not torch.is_tensor(X) or X.dim() != 4 or X.shape[2] != self.n_freqs:
+            shape = tuple(X.shape) if torch.is_tensor(X) else type(X).__name__
+            raise InputError(f"LogMel expects a (N, 1, {self.n_freqs}, T) magnitude, got {shape}")
+        if not X.is_floating_point():
+            raise InputError(f"LogMel expects a floating-point magnitude, got dtype {X.dtype}")
+        fb = self.mel.fb
+        if X.dtype != fb.dtype:  # float64 / float16 inputs meet the float32 filterbank
+            X = X.to(fb.dtype)
         return torch.log1p(self.mel(X.clamp_min(0)))
 
 
 def resample(waveform: Tensor, orig_sr: int, new_sr: int) -> Tensor:
     """Resample along the last dimension with ``torchaudio.functional.resample``."""
-    if orig_sr <= 0 or new_sr <= 0:
-        raise InputError(f"sample rates must be positive, got {orig_sr} → {new_sr}")
+    if not torch.is_tensor(waveform):
+        raise InputError(f"resample needs a waveform tensor, got {type(waveform).__name__}")
+    try:
+        orig_sr, new_sr = check_positive_int(orig_sr, "orig_sr"), check_positive_int(new_sr, "new_sr")
+    except InputError:
+        raise InputError(f"sample rates must be positive integers, got {orig_sr} → {new_sr}") from None
     if orig_sr == new_sr:
         return waveform
-    return torchaudio.functional.resample(waveform.float(), int(orig_sr), int(new_sr))
+    if waveform.shape[-1] == 0:
+        raise InputError("cannot resample an empty waveform")
+    return torchaudio.functional.resample(waveform.float(), orig_sr, new_sr)
 
 
 def fit_length(waveform: Tensor, length: int, offset: int = 0) -> Tensor:
     """Crop (from ``offset``) or tile a waveform (last dim) to exactly ``length`` samples."""
+    length = check_positive_int(length, "length")
     n = waveform.shape[-1]
     if n == 0:
         raise InputError("cannot fit an empty waveform to a length")
@@ -284,6 +309,11 @@ def mix_at_snr(signal: Tensor, noise: Tensor, snr_db: float) -> Tuple[Tensor, Te
     Works per item on (samples,) or (N, samples); the noise is cropped or tiled to the signal's
     length. Returns ``(mixture, scaled_noise)`` so the clean part of the mixture stays known.
     """
+    if not torch.is_tensor(signal) or not torch.is_tensor(noise):
+        raise InputError("mix_at_snr needs signal and noise tensors")
+    snr_db = check_number(snr_db, "snr_db")
+    if not torch.isfinite(signal).all() or not torch.isfinite(noise).all():
+        raise InputError("cannot mix at an SNR: the signal or the noise contains NaN or infinite samples")
     if noise.shape[-1] != signal.shape[-1]:
         noise = fit_length(noise, signal.shape[-1])
     p_s = signal.pow(2).mean(dim=-1, keepdim=True)
@@ -304,6 +334,10 @@ def read_wav(path: Union[str, Path], sample_rate: Optional[int] = None) -> Tuple
     it. Returns ``(waveform, sample_rate)``.
     """
     path = Path(path)
+    if sample_rate is not None:
+        sample_rate = check_positive_int(sample_rate, "sample_rate")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an audio file")
     if not path.is_file():
         raise DataNotFoundError(f"audio file not found: {path}")
     try:
@@ -312,6 +346,8 @@ def read_wav(path: Union[str, Path], sample_rate: Optional[int] = None) -> Tuple
         raise InputError(f"cannot read audio file {path}: {exc}") from None
     if data.shape[0] == 0:
         raise InputError(f"audio file {path} is empty")
+    if not np.isfinite(data).all():
+        raise InputError(f"audio file {path} contains NaN or infinite samples")
     w = torch.from_numpy(data.mean(axis=1))
     if sample_rate is not None and sr != sample_rate:
         w = resample(w, sr, sample_rate)
@@ -324,11 +360,12 @@ def write_wav(path: Union[str, Path], waveform: ArrayLike, sample_rate: int) -> 
 
     A signal whose peak exceeds 1 is scaled down to peak 0.99 rather than clipped.
     """
-    w = as_waveform_batch(waveform, allow_silent=True)
+    sample_rate = check_positive_int(sample_rate, "sample_rate")
+    w = as_waveform_batch(waveform, allow_silent=True, max_peak=None)
     if w.shape[0] != 1:
         raise InputError(f"write_wav writes one clip; got a batch of {w.shape[0]}")
     data = w[0].detach().cpu().numpy().astype(np.float32)
     peak = float(np.abs(data).max())
     if peak > 1.0:
         data = data * (0.99 / peak)
-    return atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype="PCM_16", format="WAV"))
+    return atomic_write(path, lambda tmp: sf.write(tmp, data, sample_rate, subtype="PCM_16", format="WAV"))

@@ -1,4 +1,9 @@
-"""The ``captum-lmac`` command line: demo, explain a WAV file, run a benchmark suite, re-render or compare reports."""
+"""The ``captum-lmac`` command line: demo, explain a WAV file, fit an interpreter, run a benchmark suite,
+re-render or compare reports.
+
+Every subcommand reports bad input as one line on stderr with exit status 2 (no traceback), and a
+failed run writes no partial outputs (see :mod:`captum_lmac._cliutil` and :mod:`captum_lmac._io`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,15 @@ import argparse
 import sys
 from typing import List, Optional
 
+from ._cliutil import ArgumentParser, run_command
 from .benchmark.cli import main as benchmark_main
 from .benchmark.report import compare, rerender
 from .demo import run_demo
-from .errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
+from .errors import InputError
 from .explain import explain_file
 from .fit import main as fit_main
 
-_USER_ERRORS = (InputError, DataNotFoundError, CheckpointError, NotFittedError)
+COMMANDS = ("demo", "explain", "fit", "benchmark", "report")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -54,7 +60,7 @@ def _benchmark(argv: List[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="captum-lmac", description=__doc__)
+    p = ArgumentParser(prog="captum-lmac", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="train a classifier on synthetic events, fit L-MAC, write explanations")
@@ -96,22 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: List[str]) -> int:
     if argv and argv[0] == "fit":
         return int(fit_main(argv[1:]) or 0)
     if argv and argv[0] == "benchmark":
-        try:
-            return _benchmark(argv[1:])
-        except _USER_ERRORS as exc:
-            print(f"captum-lmac benchmark: error: {exc}", file=sys.stderr)
-            return 2
+        return _benchmark(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except _USER_ERRORS as exc:
-        print(f"captum-lmac {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return int(args.func(args) or 0)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``captum-lmac``; returns the exit status: 0 on success, 2 on bad input (one line on stderr),
+    130 on Ctrl-C, 1 on an unexpected error (a bug; ``CAPTUM_LMAC_TRACEBACK=1`` shows its traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = f"captum-lmac {argv[0]}" if argv and argv[0] in COMMANDS else "captum-lmac"
+    return run_command(prog, _dispatch, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,8 @@ from typing import Dict, Optional, Union
 
 import torch
 
-from ._io import load_checkpoint
+from ._io import check_writable, deferred_writes, load_checkpoint
+from ._validate import check_model_output, guarded_forward
 from .attr.lmac import LMAC
 from .audio import STFT, read_wav, write_wav
 from .errors import InputError
@@ -53,6 +54,8 @@ def explain_file(
     """
     if classifier is not None and model is not None:
         raise InputError("give either --classifier (a saved captum_lmac classifier) or --model, not both")
+    check_writable(out, "--out")  # before any work: a failed run writes nothing
+    check_writable(png if png is not None else Path(out).with_suffix(".png"), "--png")
     if classifier is not None:
         clf, stft, classes, _ = load_classifier(classifier)
     else:
@@ -69,16 +72,18 @@ def explain_file(
     X, phase = stft.analyze(waveform, sample_rate=sr)
     with using_phase(clf, phase, waveform.shape[-1]):
         with torch.no_grad():
-            p = clf(X).softmax(1)[0]
+            logits = guarded_forward(clf, X, hop_length=stft.hop_length, sample_rate=stft.sample_rate)
+            p = check_model_output(logits, "the classifier", X.shape[0], clf).softmax(1)[0]
         mask = lmac.attribute(X)
     c = int(p.argmax())
     explanation = stft.listen(X, phase, mask, length=waveform.shape[-1], mask_domain=mask_domain or lmac.mask_domain)
     out = Path(out)
-    write_wav(out, explanation[0], stft.sample_rate)
     png = Path(png) if png is not None else out.with_suffix(".png")
     name = classes[c] if c < len(classes) else str(c)
-    plot_explanation(
-        X[0], mask[0], png, stft.sample_rate, stft.hop_length, titles=["L-MAC"],
-        suptitle=f"{Path(wav).name}: {name} (p={float(p[c]):.2f})",
-    )
+    with deferred_writes():  # the WAV and the PNG appear together, or neither does
+        write_wav(out, explanation[0], stft.sample_rate)
+        plot_explanation(
+            X[0], mask[0], png, stft.sample_rate, stft.hop_length, titles=["L-MAC"],
+            suptitle=f"{Path(wav).name}: {name} (p={float(p[c]):.2f})",
+        )
     return {"class": name, "probability": float(p[c]), "mask_mean": float(mask.mean()), "wav": str(out), "png": str(png)}

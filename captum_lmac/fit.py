@@ -21,6 +21,9 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from torch.utils.data import Dataset
 
+from ._cliutil import ArgumentParser
+from ._io import check_writable
+from ._validate import one_line
 from .attr.lmac import LMAC
 from .audio import STFT
 from .data.folders import ESC50, AudioFolder, UrbanSound8K
@@ -80,6 +83,7 @@ def fit_interpreter(
     """
     if not 0 <= float(val_fraction) < 1:
         raise InputError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+    check_writable(out, "--out")  # before any work: a failed run writes nothing
     t0 = time.time()
     analysis = STFT(**{**DEFAULT_STFT, **(stft or {})})
     clf = adapt_model(load_model(model, weights), analysis, input=input)
@@ -107,7 +111,7 @@ def fit_interpreter(
 
 
 def build_parser(prog: str = "captum-lmac fit") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Fit L-MAC for your own classifier on a folder of clips.")
+    p = ArgumentParser(prog=prog, description="Fit L-MAC for your own classifier on a folder of clips.")
     p.add_argument("--model", required=True,
                    help="pkg.module:factory, path/to/file.py:factory, or a TorchScript file")
     p.add_argument("--weights", default=None, help="weights of the model (a state_dict, loaded with weights_only)")
@@ -144,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   val_fraction=args.val_fraction, seed=args.seed, progress=not args.quiet)
     except (InputError, DataNotFoundError, CheckpointError, NotFittedError) as exc:
-        print(f"captum-lmac fit: error: {exc}", file=sys.stderr)
+        print(f"captum-lmac fit: error: {one_line(exc)}", file=sys.stderr)
         return 2
     if summary["auto_choice"]:
         print(f"layers='auto': {summary['auto_choice']}")

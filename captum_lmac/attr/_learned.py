@@ -11,6 +11,8 @@ pattern): :meth:`~LearnedAttribution._fit_setup`, :meth:`~LearnedAttribution._tr
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,9 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._io import fingerprint_mismatch, load_checkpoint, model_fingerprint, save_checkpoint
+from .._io import fingerprint_mismatch, load_checkpoint, load_state_checked, model_fingerprint, save_checkpoint
 from .._utils import TargetType, eval_mode, format_target
+from .._validate import check_finite_module, check_int, check_number, check_positive_int, check_spectrogram, guarded_forward
 from ..data.tensors import SpectrogramSet
 from ..errors import CheckpointError, InputError, NotFittedError
 from ..nn.adapters import needs_phase, using_phase
@@ -30,8 +33,11 @@ from ..nn.auto_layers import auto_layers
 from ..nn.hooks import Hook, LayerRecorder, LayerSpec, resolve_hooks
 
 
-def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[int] = None) -> Tuple[Tensor, bool]:
-    """Accept a tensor or a 1-tuple (Captum style); check it is a finite (N, 1, F, T) batch.
+def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[int] = None,
+                  allow_silent: bool = True, name: str = "inputs") -> Tuple[Tensor, bool]:
+    """Accept a tensor or a 1-tuple (Captum style); check it is a finite (N, 1, F, T) magnitude batch
+    (:func:`captum_lmac._validate.check_spectrogram`: float64 / float16 are cast to float32;
+    integer, complex, mostly negative and — unless ``allow_silent`` — all-zero inputs are refused).
 
     Returns ``(tensor, was_tuple)``.
     """
@@ -40,20 +46,65 @@ def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[i
         if len(inputs) != 1:
             raise InputError(f"this method explains one input tensor; got a tuple of {len(inputs)}")
         inputs = inputs[0]
-    if not torch.is_tensor(inputs):
-        raise InputError(f"inputs must be a tensor (N, 1, F, T), got {type(inputs).__name__}")
-    if inputs.dim() != 4 or inputs.shape[1] != 1:
-        raise InputError(f"inputs must have shape (N, 1, F, T), got {tuple(inputs.shape)}")
-    if inputs.shape[0] == 0 or inputs.shape[-1] == 0:
-        raise InputError(f"inputs are empty (shape {tuple(inputs.shape)})")
-    if n_freqs is not None and inputs.shape[2] != n_freqs:
-        raise InputError(
-            f"inputs have {inputs.shape[2]} frequency bins but the decoder was fitted on {n_freqs}; "
-            "use the same STFT / feature settings as in fit"
-        )
-    if not torch.isfinite(inputs).all():
-        raise InputError("inputs contain NaN or infinite values")
-    return inputs, was_tuple
+    X = check_spectrogram(inputs, name, n_freqs=n_freqs, allow_silent=allow_silent,
+                          what="the decoder was fitted on")
+    return X, was_tuple
+
+
+def _data_freqs(data: Any) -> Optional[int]:
+    """F of in-memory data (a tensor, a SpectrogramSet, a tuple/list whose first item is one), else None."""
+    x = data.X if isinstance(data, SpectrogramSet) else data
+    if isinstance(x, (tuple, list)) and x:
+        x = x[0]
+        x = x.X if isinstance(x, SpectrogramSet) else x
+        if isinstance(x, (tuple, list)) and x:  # a list of (X, X_clean) / (X, captions) batches
+            x = x[0]
+    return int(x.shape[2]) if torch.is_tensor(x) and x.dim() == 4 else None
+
+
+def _checked_fit(run_fit: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+    """Validate the arguments of the shared fit loop before any work, and make a fit all-or-nothing.
+
+    ``epochs`` and ``batch_size`` must be positive integers, 0 < ``lr`` <= 1e6, ``weight_decay`` >= 0
+    finite numbers, ``seed`` an integer, and validation inputs must have the training data's
+    frequency bins (checked before the first epoch). A fit whose decoder ends with NaN / inf weights
+    (a diverged loss: lower ``lr``) raises InputError. If the fit raises (or is interrupted) the
+    method is restored to its state before the call — an unfitted method stays unfitted — so a
+    failed fit never leaves a half-trained decoder that counts as fitted.
+    """
+
+    @functools.wraps(run_fit)
+    def wrapper(self: "LearnedAttribution", data: Any, epochs: int, batch_size: int, lr: float,
+                weight_decay: float, val: Any, seed: int, progress: bool) -> Dict[str, Any]:
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        lr = check_number(lr, "lr", minimum=0.0, maximum=1e6, strict_minimum=True)
+        weight_decay = check_number(weight_decay, "weight_decay", minimum=0.0)
+        seed = check_int(seed, "seed")
+        if val is not None:
+            fitted = getattr(self.decoder, "out_freqs", None) or getattr(self.decoder, "n_freqs", None)
+            train_f, val_f = fitted or _data_freqs(data), _data_freqs(val)
+            if train_f is not None and val_f is not None and train_f != val_f:
+                raise InputError(
+                    f"the validation inputs have {val_f} frequency bins but the training inputs "
+                    f"{'(and the fitted decoder) ' if fitted else ''}have {train_f}; use the same STFT for both"
+                )
+        saved = dict(self.__dict__)
+        decoder_state = copy.deepcopy(self.decoder.state_dict()) if self.decoder is not None else None
+        try:
+            hist = run_fit(self, data, epochs, batch_size, lr, weight_decay, val, seed, progress)
+            check_finite_module(self.decoder, f"the {type(self).__name__} decoder after fitting",
+                                hint="the training diverged: lower lr (or check the loss weights)")
+            return hist
+        except BaseException:
+            decoder = saved.get("decoder")
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if decoder is not None and decoder_state is not None:
+                decoder.load_state_dict(decoder_state)
+            raise
+
+    return wrapper
 
 
 @dataclass
@@ -174,6 +225,7 @@ class LearnedAttribution(Attribution):
                 f"{type(self).__name__} needs the classifier as an nn.Module (its layers are hooked), "
                 f"got {type(forward_func).__name__}"
             )
+        check_finite_module(forward_func)
         super().__init__(forward_func)
         self.model: nn.Module = forward_func
         self.decoder: Optional[nn.Module] = None
@@ -222,7 +274,10 @@ class LearnedAttribution(Attribution):
     def forward_with_features(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """Run the classifier on ``x``; return its output and the hooked layers' outputs."""
         with self.recorder.capture() as feats:
-            out = self.model(x)
+            out = guarded_forward(self.model, x)
+        if torch.is_tensor(out) and not torch.isfinite(out).all():
+            raise InputError(f"the classifier returned NaN or infinite outputs for inputs of shape {tuple(x.shape)}; "
+                             "refusing to explain them")
         return out, list(feats)
 
     def n_parameters(self) -> int:
@@ -241,6 +296,7 @@ class LearnedAttribution(Attribution):
     def _train_step(self, batch: Any) -> Optional[Tuple[Dict[str, Any], int]]:
         raise NotImplementedError
 
+    @_checked_fit
     def _run_fit(self, data: Any, epochs: int, batch_size: int, lr: float, weight_decay: float, val: Any,
                  seed: int, progress: bool) -> Dict[str, Any]:
         """The training loop every learned method shares; returns the history.
@@ -318,7 +374,7 @@ class LearnedAttribution(Attribution):
         return {f"decoder.{k}": v for k, v in self._require_fitted().state_dict().items()}
 
     def _load_state(self, state: Dict[str, Tensor]) -> None:
-        self.decoder.load_state_dict({k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")})
+        load_state_checked(self.decoder, {k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")})
 
     @classmethod
     def _fingerprinted(cls, model: nn.Module) -> nn.Module:
@@ -365,14 +421,34 @@ class LearnedAttribution(Attribution):
             **kwargs: Constructor arguments overriding the stored ones.
         """
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.load_options}
-        state, meta = load_checkpoint(path, cls.kind)
+        state, meta = load_checkpoint(path, cls.kind, required=("config", "layers", "fingerprint"))
+        if not isinstance(meta["config"], dict) or not isinstance(meta["layers"], list):
+            raise CheckpointError(f"{path}: malformed metadata ('config' must be an object and 'layers' a list)")
+        if not isinstance(model, nn.Module):
+            raise InputError(f"{cls.__name__}.load needs the classifier as an nn.Module, got {type(model).__name__}")
+        check_finite_module(model)
         reason = fingerprint_mismatch(meta["fingerprint"], cls._fingerprinted(model))
         if reason:
             raise CheckpointError(f"{path} was fitted for a different {cls.fitted_for}: {reason}")
-        stored = [Hook.from_config(c) for c in meta["layers"]]
-        obj = cls(model, layers=layers if layers is not None else stored, **cls._init_kwargs(model, meta, kwargs))
+        try:
+            stored = [Hook.from_config(c) for c in meta["layers"]]
+        except (InputError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: malformed metadata (the stored layers {meta['layers']!r}: {exc})") from None
+        try:
+            init = cls._init_kwargs(model, meta, kwargs)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: malformed metadata (constructor arguments: {exc!r})") from None
+        try:
+            obj = cls(model, layers=layers if layers is not None else stored, **init)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InputError) and (layers is not None or kwargs):
+                raise  # the caller's own arguments
+            raise CheckpointError(f"{path}: malformed metadata (constructor arguments {init}: {exc})") from None
         obj._check_loaded(meta, path, **options)
-        obj._build(meta["config"])
+        try:
+            obj._build(meta["config"])
+        except (InputError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise CheckpointError(f"{path}: malformed metadata (the stored decoder configuration: {exc!r})") from None
         try:
             obj._load_state(state)
         except RuntimeError as exc:

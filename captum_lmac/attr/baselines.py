@@ -55,6 +55,8 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from .._utils import eval_mode, format_target
+from .._validate import (check_finite_module, check_model_output, check_positive_int, check_spectrogram, guarded_forward,
+                         short_input_error)
 from ..errors import InputError
 from ..nn.adapters import bound_forward_args
 from .grad_cam_pp import LayerGradCamPlusPlus
@@ -206,11 +208,13 @@ def resolve_targets(model: Callable[..., Tensor], X: Tensor, target: Any, batch_
     if target is None:
         with torch.no_grad():
             logits = torch.cat([
-                model(X[s : s + batch_size], *(slice_forward_args(additional_forward_args, s, s + batch_size, n) or ()))
+                guarded_forward(model, X[s : s + batch_size],
+                                *(slice_forward_args(additional_forward_args, s, s + batch_size, n) or ()))
                 for s in range(0, n, batch_size)
             ])
         if logits.dim() != 2:
             raise InputError(f"target=None needs (N, C) model outputs, got shape {tuple(logits.shape)}")
+        check_model_output(logits, "the model", n, model)
         return logits.argmax(dim=1)
     return format_target(target, n).to(X.device)
 
@@ -252,7 +256,9 @@ def _quiet_relu_hooks() -> Iterator[None]:
 
 
 def _check_x(X: Any) -> Tensor:
-    if not torch.is_tensor(X) or X.dim() < 3:
+    if not torch.is_tensor(X) or X.dim() == 4:  # a magnitude batch (N, 1, F, T): the full contract
+        return check_spectrogram(X, "X", allow_silent=False)
+    if X.dim() < 3:
         shape = tuple(X.shape) if torch.is_tensor(X) else type(X).__name__
         raise InputError(f"X must be a (N, 1, F, T) tensor, got {shape}")
     if X.shape[0] == 0:
@@ -291,10 +297,9 @@ class MaskBaseline:
     def __init__(self, model: Callable[..., Tensor], batch_size: int = 16, seed: Optional[int] = 0) -> None:
         if not callable(model):
             raise InputError(f"model must be callable (X -> logits), got {type(model).__name__}")
-        if int(batch_size) < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        check_finite_module(model, "the model")
         self.model = model
-        self.batch_size = int(batch_size)
         self.seed = seed
 
     @property
@@ -330,7 +335,14 @@ class MaskBaseline:
                     # caller's tensor and warn about it).
                     xb = X[s : s + self.batch_size].detach().clone().requires_grad_(True)
                     extra = () if args is None else (slice_forward_args(args, s, s + self.batch_size, n),)
-                    out.append(to_mask(self.raw(xb, t[s : s + self.batch_size], *extra), xb.shape, self.kind))
+                    try:
+                        raw = self.raw(xb, t[s : s + self.batch_size], *extra)
+                    except RuntimeError as exc:
+                        err = short_input_error(exc, self.model, xb.detach())
+                        if err is not None:
+                            raise err from None
+                        raise
+                    out.append(to_mask(raw, xb.shape, self.kind))
         return torch.cat(out)
 
     __call__ = attribute

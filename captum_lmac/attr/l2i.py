@@ -32,6 +32,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from .._utils import TargetType, eval_mode, format_target
+from .._validate import check_number, check_positive_int
 from ..data.tensors import SpectrogramSet
 from ..errors import InputError
 from ..nmf import frames_matrix, learn_dictionary, log_magnitude
@@ -209,9 +210,9 @@ class L2I(LearnedAttribution):
         H, theta_logits, z = self.decoder(feats, X.shape[-1])
         return logits, H, theta_logits, z
 
-    def _check(self, inputs: Union[Tensor, Tuple[Tensor, ...]]) -> Tuple[Tensor, bool]:
+    def _check(self, inputs: Union[Tensor, Tuple[Tensor, ...]], allow_silent: bool = True) -> Tuple[Tensor, bool]:
         decoder = self._require_fitted()
-        return unpack_inputs(inputs, decoder.n_freqs)
+        return unpack_inputs(inputs, decoder.n_freqs, allow_silent=allow_silent)
 
     @torch.no_grad()
     def inspect(self, inputs: Union[Tensor, Tuple[Tensor, ...]], batch_size: int = 32) -> Dict[str, Tensor]:
@@ -333,7 +334,7 @@ class L2I(LearnedAttribution):
         Returns:
             Tensor (or 1-tuple if ``inputs`` was a tuple): the mask (N, 1, F, T) in [0, 1].
         """
-        X, was_tuple = self._check(inputs)
+        X, was_tuple = self._check(inputs, allow_silent=False)
         threshold = _check_threshold(threshold)
         out = self.inspect(X, batch_size)
         t = self.resolve_target(target, X.shape[0], out["logits"].argmax(1).cpu()).to(out["z"].device)
@@ -460,8 +461,9 @@ class L2I(LearnedAttribution):
             training), ``dictionary_seconds``, ``dictionary`` (NMF info, when learnt here) and
             ``decoder_parameters``.
         """
-        if int(epochs) < 0:
-            raise InputError(f"epochs must be >= 0, got {epochs}")
+        epochs = check_positive_int(epochs, "epochs")
+        alpha, beta = check_number(alpha, "alpha", minimum=0.0), check_number(beta, "beta", minimum=0.0)
+        cache_features_gb = check_number(cache_features_gb, "cache_features_gb", minimum=0.0)
         self._fit_settings = {"alpha": alpha, "beta": beta, "nmf_beta": nmf_beta, "nmf_iter": nmf_iter,
                               "nmf_max_frames": nmf_max_frames, "cache_features_gb": cache_features_gb,
                               "epochs": int(epochs)}

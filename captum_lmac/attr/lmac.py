@@ -11,6 +11,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from .._utils import TargetType, eval_mode, format_target
+from .._validate import check_number
 from ..errors import InputError
 from ..nn.decoders import MaskDecoder, layer_shape_spec
 from ..nn.hooks import LayerSpec
@@ -203,6 +204,9 @@ class LMAC(LearnedAttribution):
             ``guided_fraction``, ``mask_mean`` and ``val_*`` when ``val`` is given), plus
             ``best_epoch``, ``seconds`` and ``decoder_parameters``.
         """
+        lambda_in, lambda_out, lambda_s, lambda_g = (check_number(v, k, minimum=0.0) for k, v in (
+            ("lambda_in", lambda_in), ("lambda_out", lambda_out), ("lambda_s", lambda_s), ("lambda_g", lambda_g)))
+        cct = check_number(cct, "cct")
         if lambda_g > 0 and guidance not in ("l1", "bce"):
             raise InputError(f"guidance must be 'l1' or 'bce', got {guidance!r}")
         self._loss_settings = {"lambdas": {"in": lambda_in, "out": lambda_out, "s": lambda_s, "g": lambda_g},
@@ -313,7 +317,7 @@ class LMAC(LearnedAttribution):
             Tensor (or 1-tuple if ``inputs`` was a tuple): the mask M, (N, 1, F, T).
         """
         decoder = self._require_fitted()
-        X, was_tuple = unpack_inputs(inputs, decoder.out_freqs)
+        X, was_tuple = unpack_inputs(inputs, decoder.out_freqs, allow_silent=False)
         decoder.eval()
         masks, preds = [], []
         with torch.no_grad(), eval_mode(self.model, freeze=True):

@@ -12,6 +12,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from .._utils import TargetType, eval_mode, format_target
+from .._validate import check_number, check_positive_int
 from ..errors import CheckpointError, InputError
 from ..nn.decoders import TextConditionedMaskDecoder, layer_shape_spec
 from ..nn.zeroshot import TextEncoder, ZeroShotClassifier, check_prompts, encode_texts
@@ -351,8 +352,10 @@ class LMACZS(LearnedAttribution):
             the clip's own caption, ``mm_other`` = for the other captions, and ``val_*``), plus
             ``best_epoch``, ``seconds``, ``decoder_parameters``.
         """
-        if int(batch_size) < 1 or int(epochs) < 1:
-            raise InputError("epochs and batch_size must be >= 1")
+        lambda_sim, lambda_l1, lambda_div = (check_number(v, k, minimum=0.0) for k, v in (
+            ("lambda_sim", lambda_sim), ("lambda_l1", lambda_l1), ("lambda_div", lambda_div)))
+        if texts_per_audio is not None:
+            texts_per_audio = check_positive_int(texts_per_audio, "texts_per_audio")
         self._fit_settings = {"lambdas": {"sim": lambda_sim, "l1": lambda_l1, "div": lambda_div},
                               "texts_per_audio": texts_per_audio}
         return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
@@ -446,7 +449,7 @@ class LMACZS(LearnedAttribution):
             Tensor (or 1-tuple if ``inputs`` was a tuple): the mask M, (N, 1, F, T).
         """
         decoder = self._require_fitted()
-        X, was_tuple = unpack_inputs(inputs, decoder.out_freqs)
+        X, was_tuple = unpack_inputs(inputs, decoder.out_freqs, allow_silent=False)
         if prompts is None:
             if self.prompts is None:
                 raise InputError("no prompts: pass prompts=[...] (or build LMACZS from a ZeroShotClassifier)")

@@ -11,6 +11,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 
+from .._cliutil import ArgumentParser
+from .._io import check_writable, deferred_writes
+from .._validate import check_positive_int, one_line
 from ..errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
 from .classifiers import get_suite_classifier
 from .conditions import SNR_PRESETS
@@ -56,6 +59,11 @@ def run_suite(
     log = progress_log(progress)
     cfg = load_config(suite, overrides)
     out_dir = Path(out_dir) if out_dir is not None else Path("benchmark_out") / cfg.suite
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"cannot write the reports into {out_dir}: it is a file, not a folder")
+    check_writable(out_dir / "results.json", "the report")  # before any work
+    if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise InputError(f"the cache folder {cache_dir} is a file, not a folder")
     if user_model is not None:
         model, stft, classes, info = user_classifier(cfg, user_model, data_root, progress)
     else:
@@ -71,12 +79,14 @@ def run_suite(
     elif hasattr(model, "net") and hasattr(model, "features"):
         clf_info["description"] = f"{type(model.net).__name__} {getattr(model.net, 'channels', '')} on {type(model.features).__name__}"
     clf_info["classes"] = list(classes)
-    res = run_benchmark(model, stft, data, config=cfg, out_dir=out_dir, cache_dir=Path(cache_dir) / "interpreters",
-                        data_root=data_root, classifier_info=clf_info, sanity=sanity, refit=refit, progress=progress)
-    res["timing"]["classifier_seconds"] = round(t_clf, 2)
-    res["timing"]["data_seconds"] = round(t_data, 2)
-    res["timing"]["suite_total_seconds"] = round(time.time() - t0, 2)
-    write_json(res, out_dir / "results.json")
+    with deferred_writes(under=out_dir):  # the reports appear only when the whole run succeeds (caches stay)
+        res = run_benchmark(model, stft, data, config=cfg, out_dir=out_dir, cache_dir=Path(cache_dir) / "interpreters",
+                            data_root=data_root, classifier_info=clf_info, sanity=sanity, refit=refit,
+                            progress=progress)
+        res["timing"]["classifier_seconds"] = round(t_clf, 2)
+        res["timing"]["data_seconds"] = round(t_data, 2)
+        res["timing"]["suite_total_seconds"] = round(time.time() - t0, 2)
+        write_json(res, out_dir / "results.json")
     return res
 
 
@@ -136,7 +146,7 @@ def _csv(text: Optional[str]) -> Optional[list]:
 
 
 def build_parser(prog: str = "captum-lmac benchmark") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog,
         description="Run a comparative benchmark suite (every registered method, in- and out-of-domain, "
                     "STFT→Mel and Mel domains); writes results.json/csv/md and report.html.",
@@ -211,8 +221,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] == "benchmark":
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        try:
+            torch.set_num_threads(check_positive_int(args.threads, "--threads"))
+        except InputError as exc:
+            print(f"captum-lmac benchmark: error: {exc}", file=sys.stderr)
+            return 2
     user = None
     if args.model is not None:
         layers = "auto" if args.layers in (None, "auto") else ([] if args.layers == "none" else _csv(args.layers))
@@ -231,7 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         sanity=False if args.no_sanity else None, refit=args.refit, progress=not args.quiet,
                         user_model=user)
     except (InputError, DataNotFoundError, CheckpointError, NotFittedError) as exc:
-        print(f"captum-lmac benchmark: error: {exc}", file=sys.stderr)
+        print(f"captum-lmac benchmark: error: {one_line(exc)}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("benchmark_out") / res["suite"]
     print((out / "results.md").read_text())

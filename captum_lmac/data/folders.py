@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._validate import check_number, check_positive_int
 from ..audio import read_wav, resample
 from ..errors import DataNotFoundError, InputError
 
@@ -76,27 +77,119 @@ def _fix_length(waveform: Tensor, n_samples: int, pad: str = "end", crop: str = 
 
 
 def _require_dir(path: Path, what: str, layout: str) -> Path:
+    if path.exists() and not path.is_dir():
+        raise DataNotFoundError(f"{what} folder expected at {path}, but it is a file\nexpected layout:\n{layout}")
     if not path.is_dir():
         raise DataNotFoundError(f"{what} folder not found: {path}\nexpected layout:\n{layout}")
     return path
 
 
-def _read_csv(path: Path, required: Sequence[str], layout: str) -> List[Dict[str, str]]:
+class _Row(dict):
+    """A csv row (column → text) that knows its file and line, for messages."""
+
+    path: Path
+    line: int
+
+    def where(self) -> str:
+        return f"{self.path}, line {self.line}"
+
+    def text(self, col: str) -> str:
+        value = self.get(col)
+        if value is None or str(value).strip() == "":
+            raise DataNotFoundError(f"{self.where()}: column {col!r} is empty")
+        return str(value).strip()
+
+    def integer(self, col: str, allowed: Optional[Sequence[int]] = None) -> int:
+        value = self.text(col)
+        try:
+            out = int(value)
+        except ValueError:
+            raise DataNotFoundError(f"{self.where()}: column {col!r} must be an integer, got {value!r}") from None
+        if allowed is not None and out not in allowed:
+            raise DataNotFoundError(f"{self.where()}: {col} {out} is not one of {list(allowed)}")
+        return out
+
+    def number(self, col: str, default: float = 0.0) -> float:
+        value = self.get(col)
+        if value is None or str(value).strip() == "":
+            return default
+        try:
+            out = float(value)
+        except ValueError:
+            raise DataNotFoundError(f"{self.where()}: column {col!r} must be a number, got {value!r}") from None
+        if not np.isfinite(out):
+            raise DataNotFoundError(f"{self.where()}: column {col!r} must be a finite number, got {value!r}")
+        return out
+
+
+def _read_csv(path: Path, required: Sequence[str], layout: str) -> List[_Row]:
+    """The rows of a metadata csv, checked: UTF-8 text, the ``required`` columns in the header, every
+    row complete (no truncated or over-long rows). Errors name the file and the line."""
+    if path.is_dir():
+        raise DataNotFoundError(f"metadata file {path} is a directory, not a csv file\nexpected layout:\n{layout}")
     if not path.is_file():
         raise DataNotFoundError(f"metadata file not found: {path}\nexpected layout:\n{layout}")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataNotFoundError(f"cannot read metadata file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataNotFoundError(f"{path} is not a UTF-8 text csv (undecodable byte at line {line}); is it a binary "
+                                f"file?\nexpected layout:\n{layout}") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise DataNotFoundError(f"{path} is not a text csv (a NUL byte at line {line}); is it a binary file?"
+                                f"\nexpected layout:\n{layout}")
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    try:
+        fields = [f.strip() for f in (reader.fieldnames or [])]
+        reader.fieldnames = fields
         missing = [c for c in required if c not in fields]
         if missing:
             raise DataNotFoundError(f"{path} lacks the column(s) {missing} (has {fields})\nexpected layout:\n{layout}")
-        rows = list(reader)
+        rows: List[_Row] = []
+        for r in reader:
+            if not any((v or "").strip() for k, v in r.items() if k is not None):
+                continue  # a blank line
+            row = _Row((k, v) for k, v in r.items() if k is not None)
+            row.path, row.line = path, reader.line_num
+            if None in r:
+                raise DataNotFoundError(f"{row.where()}: the row has {len(fields) + len(r[None])} fields but the "
+                                        f"header has {len(fields)}")
+            short = [c for c in fields if r.get(c) is None]
+            if short:
+                raise DataNotFoundError(f"{row.where()}: the row is truncated (it has {len(fields) - len(short)} of "
+                                        f"{len(fields)} fields; missing {short[:4]})")
+            rows.append(row)
+    except csv.Error as exc:
+        raise DataNotFoundError(f"{path}, line {reader.line_num}: not a valid csv row ({exc})") from None
     if not rows:
         raise DataNotFoundError(f"{path} lists no clips\nexpected layout:\n{layout}")
     return rows
 
 
+def _class_names(rows: Sequence[_Row], id_col: str, name_col: str) -> Dict[int, str]:
+    """id → class name over all rows; an id named differently on two rows is refused."""
+    names: Dict[int, str] = {}
+    first: Dict[int, _Row] = {}
+    for r in rows:
+        cid, name = r.integer(id_col), r.text(name_col)
+        if cid in names and names[cid] != name:
+            raise DataNotFoundError(f"{r.where()}: {id_col} {cid} is {name!r} here but {names[cid]!r} at line "
+                                    f"{first[cid].line}")
+        names.setdefault(cid, name)
+        first.setdefault(cid, r)
+    return names
+
+
 def _check_files(paths: Iterable[Path], root: Path, layout: str) -> None:
+    paths = list(paths)
+    dirs = [p for p in paths if p.is_dir()]
+    if dirs:
+        raise DataNotFoundError(f"{dirs[0]} (listed in the metadata of {root}) is a directory, not an audio file")
     missing = [p for p in paths if not p.is_file()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:3])
@@ -139,12 +232,8 @@ class LabelledAudioFolder(Dataset):
     crop = "start"
 
     def __init__(self, sample_rate: int = 16000, duration: float = 5.0) -> None:
-        if int(sample_rate) <= 0:
-            raise InputError(f"sample_rate must be positive, got {sample_rate}")
-        if not duration or float(duration) <= 0:
-            raise InputError(f"duration must be positive (seconds), got {duration}")
-        self.sample_rate = int(sample_rate)
-        self.duration = float(duration)
+        self.sample_rate = check_positive_int(sample_rate, "sample_rate")
+        self.duration = check_number(duration, "duration (seconds)", minimum=0.0, strict_minimum=True)
         self.n_samples = int(round(self.duration * self.sample_rate))
         self.classes: List[str] = []
         self._items: List[Tuple[Path, int, Dict[str, object]]] = []
@@ -230,29 +319,27 @@ class ESC50(LabelledAudioFolder):
             rows = [r for r in rows if str(r["esc10"]).strip().lower() in ("true", "1")]
             if not rows:
                 raise DataNotFoundError(f"{self.root / 'meta' / 'esc50.csv'} marks no clip as ESC-10")
-        targets = {}
-        for r in rows:
-            targets[int(r["target"])] = r["category"]
+        targets = _class_names(rows, "target", "category")
         order = sorted(targets)
         self.targets = order  # ESC-50 target id of each label
         self.classes = [targets[t] for t in order]
         remap = {t: k for k, t in enumerate(order)}
-        self.folds = _select_folds(folds, self.FOLDS, [int(r["fold"]) for r in rows], "ESC50")
-        for r in rows:
-            fold = int(r["fold"])
+        row_folds = [r.integer("fold", self.FOLDS) for r in rows]
+        self.folds = _select_folds(folds, self.FOLDS, row_folds, "ESC50")
+        for r, fold in zip(rows, row_folds):
             if fold not in self.folds:
                 continue
-            path = audio_dir / r["filename"]
+            path = audio_dir / r.text("filename")
             meta = {
                 "path": str(path),
-                "filename": r["filename"],
+                "filename": r.text("filename"),
                 "fold": fold,
-                "category": r["category"],
-                "target": int(r["target"]),
+                "category": r.text("category"),
+                "target": r.integer("target"),
                 "src_file": r.get("src_file", ""),
                 "take": r.get("take", ""),
             }
-            self._items.append((path, remap[int(r["target"])], meta))
+            self._items.append((path, remap[r.integer("target")], meta))
         _check_files(self.paths, self.root, _ESC50_LAYOUT)
 
 
@@ -299,31 +386,29 @@ class UrbanSound8K(LabelledAudioFolder):
             ["slice_file_name", "fold", "classID", "class"],
             _US8K_LAYOUT,
         )
-        names = {}
-        for r in rows:
-            names[int(r["classID"])] = r["class"]
+        names = _class_names(rows, "classID", "class")
         order = sorted(names)
         self.class_ids = order
         self.classes = [names[c] for c in order]
         remap = {c: k for k, c in enumerate(order)}
-        self.folds = _select_folds(folds, self.FOLDS, [int(r["fold"]) for r in rows], "UrbanSound8K")
-        for r in rows:
-            fold = int(r["fold"])
+        row_folds = [r.integer("fold", self.FOLDS) for r in rows]
+        self.folds = _select_folds(folds, self.FOLDS, row_folds, "UrbanSound8K")
+        for r, fold in zip(rows, row_folds):
             if fold not in self.folds:
                 continue
-            path = audio_dir / f"fold{fold}" / r["slice_file_name"]
+            path = audio_dir / f"fold{fold}" / r.text("slice_file_name")
             meta = {
                 "path": str(path),
-                "filename": r["slice_file_name"],
+                "filename": r.text("slice_file_name"),
                 "fold": fold,
-                "category": r["class"],
-                "class_id": int(r["classID"]),
+                "category": r.text("class"),
+                "class_id": r.integer("classID"),
                 "fsID": r.get("fsID", ""),
-                "start": float(r["start"]) if r.get("start") else 0.0,
-                "end": float(r["end"]) if r.get("end") else 0.0,
-                "salience": int(r["salience"]) if r.get("salience") else 0,
+                "start": r.number("start"),
+                "end": r.number("end"),
+                "salience": int(r.number("salience")),
             }
-            self._items.append((path, remap[int(r["classID"])], meta))
+            self._items.append((path, remap[r.integer("classID")], meta))
         _check_files(self.paths, self.root, _US8K_LAYOUT)
 
 
@@ -468,10 +553,9 @@ class _ClipFolder(Dataset):
     ) -> None:
         self.root = Path(root)
         _require_dir(self.root, self._what, self._layout)
-        if int(sample_rate) <= 0:
-            raise InputError(f"sample_rate must be positive, got {sample_rate}")
-        self.sample_rate = int(sample_rate)
-        self.duration = None if duration is None else float(duration)
+        self.sample_rate = check_positive_int(sample_rate, "sample_rate")
+        self.duration = None if duration is None else check_number(duration, "duration (seconds)", minimum=0.0,
+                                                                    strict_minimum=True)
         self.n_samples = None if duration is None else int(round(float(duration) * self.sample_rate))
         exts = tuple(e.lower() for e in extensions)
         pattern = "**/*" if recursive else "*"

@@ -45,6 +45,8 @@ from torch import Tensor, nn
 
 from .hooks import Hook, LayerSpec
 from ..audio import STFT
+from .._io import nonfinite_tensors
+from .._validate import check_finite_module, check_number, check_positive_int
 from ..errors import CheckpointError, InputError
 from .adapters import (
     OutputSpec,
@@ -75,6 +77,8 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
 
 
 def _import_file(path: Path, spec: str) -> ModuleType:
+    if path.is_dir():
+        raise InputError(f"--model {spec!r}: {path} is a directory, not a Python file")
     if not path.is_file():
         raise InputError(f"--model {spec!r}: the Python file {path} does not exist")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
@@ -201,6 +205,8 @@ def load_model(spec: Union[PathLike, nn.Module], weights: Optional[PathLike] = N
         model = _build(str(spec), factory_kwargs)
     if weights is not None:
         load_weights(model, weights)
+    check_finite_module(model, f"the model of --model {str(spec)!r}" if not isinstance(spec, nn.Module) else "the model",
+                        hint="it cannot be explained (check its weights)")
     return model.eval()
 
 
@@ -278,6 +284,8 @@ def load_weights(model: nn.Module, weights: PathLike, strict: bool = True) -> nn
             and the shape mismatches (the first few of each).
     """
     path = Path(weights)
+    if path.is_dir():
+        raise CheckpointError(f"the weights path {path} is a directory, not a weights file")
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
@@ -290,6 +298,9 @@ def load_weights(model: nn.Module, weights: PathLike, strict: bool = True) -> nn
         ) from None
     own = model.state_dict()
     state = _strip_prefix(_state_dict_of(payload, path), list(own))
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(f"the weights in {path} hold NaN or infinite values in {_first(bad, 3)}")
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -359,6 +370,14 @@ def adapt_model(
     """
     if input not in ("auto", "spectrogram", "waveform"):
         raise InputError(f"input must be 'auto', 'spectrogram' or 'waveform', got {input!r}")
+    if not isinstance(stft, STFT):
+        raise InputError(f"stft must be a captum_lmac.STFT, got {type(stft).__name__}")
+    if not isinstance(model, nn.Module) and not callable(model):
+        raise InputError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_finite_module(model, "the model", hint="it cannot be explained (check its weights)")
+    probe_seconds = check_number(probe_seconds, "probe_seconds", minimum=0.0, strict_minimum=True)
+    if n_classes is not None:
+        n_classes = check_positive_int(n_classes, "n_classes")
     g = torch.Generator().manual_seed(0)
     wav = 0.1 * torch.randn(2, max(int(probe_seconds * stft.sample_rate), stft.n_fft), generator=g)
     X, phase = stft.analyze(wav)
@@ -393,6 +412,9 @@ def adapt_model(
                 raise InputError(f"as a {kind} model, {msg}") from None
             errors.append(f"as a {kind} model: {msg}")
             continue
+        if not torch.isfinite(logits).all():
+            raise InputError(f"as a {kind} model, it returns NaN or infinite scores on a probe input of shape "
+                             f"{tuple(probe.shape)}; it cannot be explained (check its weights)")
         if n_classes is not None and logits.shape[1] != int(n_classes):
             raise InputError(f"the model returns {logits.shape[1]} class scores but the data has {n_classes} classes")
         return adapted

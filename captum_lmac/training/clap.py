@@ -201,11 +201,17 @@ def load_clap(path: Union[str, Path], text_base: Optional[TextEncoder] = None) -
         text_base (callable, optional): The frozen base text encoder it was trained with
             (default: a new :class:`MiniLMTextEncoder`).
     """
-    state, meta = load_checkpoint(path, "clap")
-    stft = STFT(**meta["stft"])
-    cfg = dict(meta["config"])
-    text_dim = cfg.pop("text_dim")
-    clap = SmallCLAP(stft, text_base=text_base, text_dim=text_dim, **cfg)
+    state, meta = load_checkpoint(path, "clap", required=("stft", "config"))
+    try:
+        stft = STFT(**meta["stft"])
+        cfg = dict(meta["config"])
+        text_dim = cfg.pop("text_dim")
+    except (InputError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: malformed stored configuration: {exc!r}") from None
+    try:
+        clap = SmallCLAP(stft, text_base=text_base, text_dim=text_dim, **cfg)
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: malformed stored configuration: {exc}") from None
     try:
         clap.load_state_dict(state)
     except RuntimeError as exc:

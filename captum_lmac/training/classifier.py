@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._io import load_checkpoint, save_checkpoint
+from .._io import load_checkpoint, load_state_checked, save_checkpoint
+from .._validate import check_number, check_positive_int
 from ..audio import STFT, LogMel
 from ..errors import CheckpointError, InputError
 from ..nn.classifier import SpectrogramClassifier
@@ -91,8 +92,16 @@ def train_classifier(
     Returns:
         dict: per-epoch ``loss``, ``train_acc``, ``val_acc`` and ``best_epoch``, ``seconds``.
     """
+    if not torch.is_tensor(X) or not torch.is_tensor(y):
+        raise InputError("train_classifier needs tensors X (inputs) and y (integer labels)")
     if X.shape[0] != y.shape[0] or X.shape[0] == 0:
         raise InputError(f"X has {X.shape[0]} items but y has {y.shape[0]}")
+    if not X.is_floating_point():
+        raise InputError(f"training inputs must be floating point, got dtype {X.dtype}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise InputError(f"labels must be integer class indices, got dtype {y.dtype}")
+    epochs, batch_size = check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size")
+    lr = check_number(lr, "lr", minimum=0.0, strict_minimum=True)
     if not torch.isfinite(X).all():
         raise InputError("training inputs contain NaN or infinite values")
     g = seed_everything(seed)
@@ -188,20 +197,44 @@ def save_classifier(path: Union[str, Path], model: nn.Module, stft: STFT, classe
 
 
 def load_classifier(path: Union[str, Path]) -> tuple:
-    """Load a classifier saved by :func:`save_classifier`. Returns ``(model, stft, classes, info)``."""
-    state, meta = load_checkpoint(path, "classifier")
-    stft = STFT(**meta["stft"])
-    if "architecture" in meta:
-        arch = meta["architecture"]
-        model, arch_info = build_architecture(arch["name"], len(meta["classes"]), stft, **arch.get("kwargs", {}))
-        info = {**arch_info, **meta.get("info", {})}
-    else:
-        net = _NETS[meta["net"]](**meta["net_config"])
-        model = SpectrogramClassifier(LogMel(stft, **meta["features"]), net)
-        info = meta.get("info", {})
+    """Load a classifier saved by :func:`save_classifier`. Returns ``(model, stft, classes, info)``.
+
+    Raises:
+        CheckpointError: besides what :func:`captum_lmac._io.load_checkpoint` checks (version, kind,
+            metadata, finite tensors): an unknown network or architecture name (listing the known
+            ones), a malformed stored configuration, or weights that do not fit it.
+    """
+    state, meta = load_checkpoint(path, "classifier", required=("stft", "classes"))
+    classes = meta["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{path}: malformed metadata ('classes' must be a list of class names)")
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the stored architecture: {exc}") from None
+        if not isinstance(meta["stft"], dict):
+            raise TypeError("'stft' is not an object")
+        stft = STFT(**meta["stft"])
+        if "architecture" in meta:
+            arch = meta["architecture"]
+            name = arch.get("name") if isinstance(arch, dict) else None
+            if name not in ARCHITECTURES or name == "torchscript":
+                known = sorted(a for a in ARCHITECTURES if a != "torchscript")
+                raise CheckpointError(f"{path}: unknown architecture {name!r} in the classifier file; known "
+                                      f"architectures: {known}")
+            model, arch_info = build_architecture(name, len(classes), stft, **(arch.get("kwargs") or {}))
+            info = {**arch_info, **(meta.get("info") or {})}
+        else:
+            for key in ("net", "net_config", "features"):
+                if key not in meta:
+                    raise CheckpointError(f"{path}: malformed metadata: it lacks {key!r} (and has no 'architecture')")
+            if meta["net"] not in _NETS:
+                raise CheckpointError(f"{path}: unknown network {meta['net']!r} in the classifier file; known "
+                                      f"networks: {sorted(_NETS)} (and the architectures {sorted(ARCHITECTURES)})")
+            net = _NETS[meta["net"]](**meta["net_config"])
+            model = SpectrogramClassifier(LogMel(stft, **meta["features"]), net)
+            info = meta.get("info") or {}
+    except CheckpointError:
+        raise
+    except (InputError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: malformed stored configuration: {exc!r}") from None
+    load_state_checked(model, state, str(path))
     model.eval()
-    return model, stft, meta["classes"], info
+    return model, stft, classes, info

@@ -43,7 +43,10 @@ def toy():
     val = to_spectrograms(SyntheticEvents(18, seed=1, n_classes=3, duration=1.05), stft, progress=False)
     model = toy_classifier(stft, train.X)
     l2i = L2I(model, layers=LAYERS, n_components=K, hidden=16)
-    first = l2i.fit(train, epochs=0, progress=False, nmf_iter=50)  # dictionary + untrained Ψ/Θ
+    # dictionary + untrained Ψ/Θ (fit(epochs=0) is refused: it would leave an untrained interpreter "fitted")
+    first = {"dictionary": l2i.learn_dictionary(train, n_iter=50, progress=False)}
+    torch.manual_seed(0)
+    l2i._ensure_decoder(train.X)
     before = l2i.evaluate(train.X)
     hist = l2i.fit(train, epochs=30, batch_size=6, lr=3e-3, val=val, progress=False)
     return dict(stft=stft, train=train, val=val, model=model, l2i=l2i, first=first, before=before, hist=hist)

@@ -102,7 +102,8 @@ def test_loss_decreases(setup):
     caps = [c[0] for c in caps]
     lambdas = {"sim": 1.0, "l1": 0.1, "div": 1.0}
     zsx = LMACZS(zs, layers=[zs.audio_encoder.block1, zs.audio_encoder.block2], hidden=8)
-    zsx.fit((X, caps), epochs=1, lr=0.0, batch_size=4, progress=False)  # builds the decoder, no update
+    torch.manual_seed(0)  # an untrained decoder (fit refuses lr=0: it would count an untrained decoder as fitted)
+    zsx._ensure_decoder(X, int(zsx.embed_text(caps[:1]).shape[1]))
     before = zsx.evaluate((X, caps), lambdas=lambdas, batch_size=4)
     zsx.fit((X, caps), epochs=4, lr=1e-2, batch_size=4, lambda_l1=0.1, progress=False)
     after = zsx.evaluate((X, caps), lambdas=lambdas, batch_size=4)
