@@ -11,7 +11,7 @@ Top-level keys:
 
 - ``suite``, ``description``, ``notes``;
 - ``data`` (:class:`DataConfig`): a reader (``SyntheticEvents``, ``ESC50``, ``UrbanSound8K``,
-  ``FSDD``), its folder under the data root, shared keyword arguments and per-split ones;
+  ``FSDD``, ``SpeechInNoise``), its folder under the data root, shared keyword arguments and per-split ones;
 - ``classifier`` (:class:`ClassifierConfig`): ``recipe`` (train a CompactCNN with
   ``build_classifier`` / ``train_classifier``, cached at ``<cache>/classifiers/<suite>.pt``),
   ``clap`` (the small CLAP trained here, zero-shot over class prompts) or ``file`` (a saved classifier);
@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from ..data.contamination import KINDS
 from ..data.folders import ESC50, FSDD, UrbanSound8K
+from ..data.speech_noise import SpeechInNoise
 from ..data.synthetic import SyntheticEvents
 from ..errors import DataNotFoundError, InputError
 from . import methods as _builtin_methods  # noqa: F401  (registers the built-in methods and their sections)
@@ -55,7 +56,8 @@ CONDITION_NAMES = ("in-domain",) + tuple(KINDS)
 DOMAIN_NAMES = ("stft", "mel")
 SNR_PRESET_NAMES = ("paper", "released")
 CLASSIFIER_SOURCES = ("recipe", "clap", "file")
-READERS = {"SyntheticEvents": SyntheticEvents, "ESC50": ESC50, "UrbanSound8K": UrbanSound8K, "FSDD": FSDD}
+READERS = {"SyntheticEvents": SyntheticEvents, "ESC50": ESC50, "UrbanSound8K": UrbanSound8K, "FSDD": FSDD,
+           "SpeechInNoise": SpeechInNoise}
 """The data readers a configuration can name (``data.reader``)."""
 
 
@@ -165,7 +167,7 @@ class SuiteConfig:
     ambient_dir: str = "ambient"
     domains: List[str] = field(default_factory=lambda: ["stft", "mel"])
     methods: List[str] = field(default_factory=lambda: [
-        "saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
+        "mixture", "saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
         "gradient_shap", "kernel_shap", "lmac", "lmac_ft", "l2i"])
     feature_domain_methods: Optional[List[str]] = None
     method_options: Dict[str, Dict[str, Any]] = field(default_factory=lambda: {
@@ -281,7 +283,8 @@ def load_config(suite: Union[str, Path, Mapping[str, Any]], overrides: Optional[
     ``suite`` is a dict, a JSON file path or a suite name. For a name, the first
     ``<dir>/<name>.json`` found in ``search_dirs`` (default: ``./benchmarks`` and the repository's
     ``benchmarks/``) is merged over the built-in configuration of that name (or over the defaults
-    for a suite without one); without such a file the built-in configuration is used.
+    for a suite without one); without such a file the built-in configuration is used. Overriding
+    ``methods`` alone narrows the suite's ``feature_domain_methods`` to the chosen methods.
 
     Raises:
         DataNotFoundError: for a config file that does not exist.
@@ -309,7 +312,11 @@ def load_config(suite: Union[str, Path, Mapping[str, Any]], overrides: Optional[
                 raw, where = _read_json(found), str(found)
                 raw["config_file"] = str(found)
     base = SUITE_CONFIGS.get(name, {})
-    data = merge(merge(base, raw), overrides or {})
+    overrides = dict(overrides or {})
+    data = merge(merge(base, raw), overrides)
+    if "methods" in overrides and "feature_domain_methods" not in overrides and data.get("feature_domain_methods"):
+        # choosing the methods narrows the suite's feature-domain subset to them
+        data["feature_domain_methods"] = [m for m in data["feature_domain_methods"] if m in data["methods"]]
     data["suite"] = name
     return from_dict(data, where=where)
 

@@ -490,5 +490,18 @@ register_method(MethodSpec(
     rows=_lmac_zs_rows, feature_domain=False))
 
 
+# --- the floor of the ground-truth tables ------------------------------------------------------------
+
+
+def _mixture_rows(ctx: MethodContext, _fitted: Any) -> List[Row]:
+    return [Row(name=ctx.name, base=ctx.name, domain=ctx.domain, kind="reference",
+                attribute=lambda X: torch.ones_like(X), mask_rule="all ones: the unmasked input (the mixture itself)")]
+
+
+register_method(MethodSpec(
+    name="mixture", rows=_mixture_rows, kind="reference",
+    description="the unmasked input (an all-ones mask): the floor of the ground-truth metrics (SI-SDR of the mixture)"))
+
+
 __all__ = ["default_layers", "cam_layer", "fit_settings", "lmac_on", "baseline_spec", "magnitudes", "LMACSection",
            "LMACFineTuneSection", "L2ISection", "LMACTDSection", "LMACZSSection", "TimeDomainClips"]

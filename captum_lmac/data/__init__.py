@@ -3,6 +3,7 @@
 from .synthetic import SyntheticEvents
 from .tensors import SpectrogramSet, to_spectrograms
 from .folders import ESC50, FSDD, AudioFolder, NoiseFolder, SpeechFolder, UrbanSound8K, default_data_root
+from .speech_noise import SpeechInNoise
 from .captions import CaptionedAudio, build_training_set, class_prompts
 from .contamination import (
     KINDS as CONTAMINATION_KINDS,
@@ -19,4 +20,5 @@ __all__ += [
     "Contamination", "ContaminatedDataset", "WhamMixtures",
     "CONTAMINATION_KINDS", "PAPER_SNR_DB", "REFERENCE_CODE_SNR_DB",
 ]
+__all__ += ["SpeechInNoise"]
 __all__ += ["CaptionedAudio", "build_training_set", "class_prompts"]

@@ -128,7 +128,7 @@ def test_wham_pairs_modes(tiny, tmp_path):
 
     model, stft, data = tiny
     pairs, what = wham_pairs(data["train"], stft, mode="auto")
-    assert "clean event" in what and torch.equal(pairs.extra["clean_X"], data["train"].extra["clean_X"])
+    assert "clean source" in what and torch.equal(pairs.extra["clean_X"], data["train"].extra["clean_X"])
     noise = tmp_path / "noise"
     noise.mkdir()
     sf.write(str(noise / "n.wav"), (0.1 * np.random.default_rng(0).standard_normal(20000)).astype(np.float32), 16000)
