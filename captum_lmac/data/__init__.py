@@ -2,6 +2,8 @@
 
 from .synthetic import SyntheticEvents
 from .tensors import SpectrogramSet, to_spectrograms
+from .batch import Batch
+from .streaming import FeatureTransform, LabelCaptions, StreamingSpectrograms
 from .folders import ESC50, FSDD, AudioFolder, NoiseFolder, SpeechFolder, UrbanSound8K, default_data_root
 from .captions import CaptionedAudio, build_training_set, class_prompts
 from .contamination import (
@@ -13,7 +15,8 @@ from .contamination import (
     WhamMixtures,
 )
 
-__all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms"]
+__all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms", "Batch", "StreamingSpectrograms",
+           "FeatureTransform", "LabelCaptions"]
 __all__ += ["ESC50", "UrbanSound8K", "FSDD", "AudioFolder", "SpeechFolder", "NoiseFolder", "default_data_root"]
 __all__ += [
     "Contamination", "ContaminatedDataset", "WhamMixtures",
