@@ -3,7 +3,7 @@
 from .synthetic import SyntheticEvents
 from .tensors import SpectrogramSet, to_spectrograms
 from .batch import Batch
-from .streaming import FeatureTransform, LabelCaptions, StreamingSpectrograms
+from .streaming import ConcatReaders, FeatureTransform, LabelCaptions, StreamingSpectrograms
 from .folders import ESC50, FSDD, AudioFolder, NoiseFolder, SpeechFolder, UrbanSound8K, default_data_root
 from .captions import CaptionedAudio, build_training_set, class_prompts
 from .contamination import (
@@ -16,7 +16,7 @@ from .contamination import (
 )
 
 __all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms", "Batch", "StreamingSpectrograms",
-           "FeatureTransform", "LabelCaptions"]
+           "FeatureTransform", "LabelCaptions", "ConcatReaders"]
 __all__ += ["ESC50", "UrbanSound8K", "FSDD", "AudioFolder", "SpeechFolder", "NoiseFolder", "default_data_root"]
 __all__ += [
     "Contamination", "ContaminatedDataset", "WhamMixtures",

@@ -187,9 +187,9 @@ class FeatureTransform:
         self.features = features
 
     def __call__(self, batch: Batch) -> Batch:
-        with torch.no_grad():
-            X = self.features(batch.X)
-            clean = self.features(batch.clean) if batch.clean is not None else None
+        with torch.no_grad():  # contiguous, as a slice of an in-memory tensor would be (same numerics)
+            X = self.features(batch.X).contiguous()
+            clean = self.features(batch.clean).contiguous() if batch.clean is not None else None
         valid = batch.valid if batch.valid is not None and batch.valid.shape[-1] == X.shape[-1] else None
         return Batch(X, clean, None, None, None, valid, batch.labels, batch.captions, batch.index)
 
@@ -416,6 +416,66 @@ class LabelCaptions:
         return list(self.fn(self.classes[int(label)]))
 
 
+class ConcatReaders(Dataset):
+    """Several ``(waveform, label, meta)`` readers as one (e.g. FSDD + ESC-10 to fit one interpreter).
+
+    Labels are offset so that they index the concatenated ``classes``; ``raw(i)`` reads a folder
+    reader's item at its own length (for cropping by :class:`StreamingSpectrograms`); ``meta`` gains
+    ``part`` (which reader). All readers must share one sample rate.
+    """
+
+    def __init__(self, readers: Sequence[Dataset]) -> None:
+        readers = list(readers)
+        if not readers:
+            raise InputError("ConcatReaders needs at least one reader")
+        rates = {getattr(r, "sample_rate", None) for r in readers} - {None}
+        if len(rates) > 1:
+            raise InputError(f"the readers have different sample rates {sorted(rates)}; build them with one sample_rate")
+        self.readers = readers
+        self.sample_rate = rates.pop() if rates else None
+        self.classes: List[str] = []
+        self._offsets, self._label_offsets, n = [], [], 0
+        for r in readers:
+            self._offsets.append(n)
+            self._label_offsets.append(len(self.classes))
+            self.classes += list(getattr(r, "classes", []) or [])
+            n += len(r)
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _locate(self, i: int) -> Tuple[int, int]:
+        if not 0 <= int(i) < self._n:
+            raise IndexError(f"index {i} out of range for {self._n} items")
+        k = max(j for j, o in enumerate(self._offsets) if o <= int(i))
+        return k, int(i) - self._offsets[k]
+
+    def _item(self, i: int, raw: bool) -> Tuple[Tensor, int, Dict[str, Any]]:
+        k, j = self._locate(i)
+        reader = self.readers[k]
+        wave, label, meta = reader.raw(j) if raw and callable(getattr(reader, "raw", None)) else reader[j]
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        meta["part"] = k
+        label = int(label)
+        return wave, label + self._label_offsets[k] if label >= 0 else label, meta
+
+    def __getitem__(self, i: int) -> Tuple[Tensor, int, Dict[str, Any]]:
+        return self._item(i, raw=False)
+
+    def raw(self, i: int) -> Tuple[Tensor, int, Dict[str, Any]]:
+        return self._item(i, raw=True)
+
+    @property
+    def labels(self) -> List[int]:
+        out: List[int] = []
+        for r, off in zip(self.readers, self._label_offsets):
+            labels = getattr(r, "labels", None)
+            labels = labels if labels is not None else [int(r[j][1]) for j in range(len(r))]
+            out += [int(v) + off if int(v) >= 0 else int(v) for v in labels]
+        return out
+
+
 def is_stream(data: Any) -> bool:
     """True for batch sources the fit loop iterates with ``fit_batches`` (e.g. :class:`StreamingSpectrograms`)."""
     return callable(getattr(data, "fit_batches", None))
@@ -426,5 +486,5 @@ def stream_clips(reader: Dataset, stft: STFT, **kwargs: Any) -> StreamingSpectro
     return StreamingSpectrograms(reader, stft, **kwargs)
 
 
-__all__ = ["StreamingSpectrograms", "ClipSpectrograms", "CollateBatch", "FeatureTransform", "LabelCaptions",
+__all__ = ["StreamingSpectrograms", "ClipSpectrograms", "CollateBatch", "FeatureTransform", "LabelCaptions", "ConcatReaders",
            "valid_frames", "is_stream", "stream_clips"]

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from captum_lmac import L2I, LMAC, STFT, SyntheticEvents, build_classifier, to_spectrograms
 from captum_lmac.attr import LMACZS
-from captum_lmac.data import AudioFolder, LabelCaptions, StreamingSpectrograms
+from captum_lmac.data import AudioFolder, ConcatReaders, LabelCaptions, StreamingSpectrograms
 from captum_lmac.data.streaming import ClipSpectrograms, FeatureTransform, valid_frames
 from captum_lmac.distributed import shard_rows
 from captum_lmac.errors import InputError
@@ -197,3 +197,18 @@ def test_bad_streaming_input_is_named(folder, tiny):
 
     with pytest.raises(InputError, match="clip_seconds"):
         StreamingSpectrograms(Ragged(), stft).first_batch(2)
+
+
+def test_concat_readers_offsets_labels_and_streams_mixed_lengths(folder, tiny):
+    stft = tiny[0]
+    a = AudioFolder(folder, duration=1.0)
+    b = SyntheticEvents(4, seed=0, n_classes=3, duration=1.0)
+    both = ConcatReaders([a, b])
+    assert len(both) == 10 and both.classes == ["unlabelled"] + list(b.classes)
+    assert both.labels[:6] == [0] * 6 and both.labels[6:] == [1 + b[i][1] for i in range(4)]
+    assert both.raw(2)[0].shape[0] == 40000 and both[2][0].shape[0] == 16000  # the file's own length vs the reader's
+    stream = StreamingSpectrograms(both, stft, clip_seconds=1.5, crop="random")
+    batch = stream.first_batch(10)
+    assert batch.X.shape[-1] == 376 and not bool(batch.valid[0].all()) and bool(batch.valid[2].all())
+    with pytest.raises(InputError, match="sample rates"):
+        ConcatReaders([a, AudioFolder(folder, sample_rate=8000)])
