@@ -303,7 +303,8 @@ class LearnedAttribution(Attribution):
         with self.bound(batch.phase[:1] if batch.phase is not None else None, batch.length):
             choice = auto_layers(self.model, batch.X[:1])
         self.auto_choice = choice.explanation
-        tqdm.write(f"[{type(self).__name__}] layers='auto': {choice.explanation}")
+        if distributed.current().is_main:
+            tqdm.write(f"[{type(self).__name__}] layers='auto': {choice.explanation}")
         self._set_layers(choice.hooks)
         self._auto = False
 
