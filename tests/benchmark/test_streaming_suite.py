@@ -49,3 +49,21 @@ def test_streaming_settings_are_validated(make_config):
         from_dict(make_config(streaming={"crop": "middle"}))
     cfg = from_dict(make_config())
     assert cfg.streaming.enabled == "auto" and not cfg.streaming.applies(2000) and cfg.streaming.applies(2001)
+
+
+def test_load_data_streams_the_training_split_only(make_config):
+    from captum_lmac import STFT
+    from captum_lmac.benchmark.data import load_data
+
+    splits = {"train": {"n_items": 30, "seed": 0}, "val": {"n_items": 4, "seed": 1}, "test": {"n_items": 4, "seed": 2}}
+    stft = STFT(n_fft=256, hop_length=64, win_length=128)
+    base = dict(data={"reader": "SyntheticEvents", "kwargs": {"n_classes": 3, "duration": 1.0}, "splits": splits},
+                n_train=12)
+    streamed = load_data(from_dict(make_config(**base, streaming={"enabled": "auto", "min_clips": 10})), stft,
+                         progress=False)
+    assert isinstance(streamed["train"], StreamingSpectrograms) and len(streamed["train"]) == 12
+    assert not isinstance(streamed["val"], StreamingSpectrograms) and len(streamed["test"]) == 4
+    small = load_data(from_dict(make_config(**base, streaming={"enabled": "auto", "min_clips": 12})), stft,
+                      progress=False)
+    assert not isinstance(small["train"], StreamingSpectrograms) and len(small["train"]) == 12
+    assert torch.equal(streamed["train"].first_batch(12).X, small["train"].X)
