@@ -33,7 +33,7 @@ from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .errors import InputError
