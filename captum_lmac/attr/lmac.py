@@ -17,7 +17,8 @@ from ..nn.decoders import MaskDecoder, layer_shape_spec
 from ..nn.hooks import LayerSpec
 from ..data.tensors import SpectrogramSet
 from ..nn.adapters import bound_slice
-from ._learned import Batch, FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
+from ..data.streaming import is_stream
+from ._learned import Batch, FitPlan, LearnedAttribution, evaluate_stream, iterate_batches, materialise, unpack_inputs
 
 
 def apply_mask(X: Tensor, M: Tensor, mask_domain: str = "linear") -> Tensor:
@@ -177,6 +178,11 @@ class LMAC(LearnedAttribution):
         val: Optional[Any] = None,
         seed: int = 0,
         progress: bool = True,
+        *,
+        checkpoint_dir: Optional[Any] = None,
+        checkpoint_every: int = 1,
+        checkpoint_steps: Optional[int] = None,
+        resume: bool = False,
     ) -> Dict[str, Any]:
         r"""Train the decoder on a frozen classifier; return the per-epoch history.
 
@@ -198,6 +204,13 @@ class LMAC(LearnedAttribution):
                 loss is kept and Fid-In / mask mean / AI are logged.
             seed (int): Seed for the decoder's initialisation and the batch order.
             progress (bool): Show a progress bar.
+            checkpoint_dir (path, optional): Write a resumable fit state there (``last.pt``: decoder,
+                optimiser, RNG states, history; ``torch.load(weights_only=True)``) every
+                ``checkpoint_every`` epochs, every ``checkpoint_steps`` steps and on SIGTERM / Ctrl-C
+                (then :class:`~captum_lmac.errors.FitInterrupted` is raised).
+            resume (bool): Continue the fit stored in ``checkpoint_dir`` exactly where it stopped
+                (a missing checkpoint starts afresh). See :meth:`LearnedAttribution._run_fit` for
+                streaming data and distributed (torchrun / DDP) fits.
 
         Returns:
             dict: lists per epoch (``loss``, ``in``, ``out``, ``l1``, ``guidance``,
@@ -211,7 +224,9 @@ class LMAC(LearnedAttribution):
             raise InputError(f"guidance must be 'l1' or 'bce', got {guidance!r}")
         self._loss_settings = {"lambdas": {"in": lambda_in, "out": lambda_out, "s": lambda_s, "g": lambda_g},
                                "cct": cct, "guidance": guidance}
-        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
+        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress,
+                             checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                             checkpoint_steps=checkpoint_steps, resume=resume)
 
     def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
         data = materialise(data)
@@ -222,14 +237,21 @@ class LMAC(LearnedAttribution):
         self._resolve_auto(first)
         with self.bound(first.phase, first.length):
             self._ensure_decoder(X0)
-        val_X, val_phase, val_length = self._val_data(val)
         lambdas = self._loss_settings["lambdas"]
+        val_X, val_phase, val_length = self._val_data(val) if not is_stream(val) else (None, None, None)
         validate = None
-        if val_X is not None:
+        if is_stream(val):
+            def validate() -> Dict[str, float]:
+                return evaluate_stream(val, lambda b: self._evaluate_batch(b, lambdas))
+        elif val_X is not None:
             def validate() -> Dict[str, float]:
                 with self.bound(val_phase, val_length):
                     return self.evaluate(val_X, lambdas)
         return FitPlan(batches=lambda gen: iterate_batches(data, batch_size, gen), validate=validate)
+
+    def _evaluate_batch(self, batch: Batch, lambdas: Dict[str, float]) -> Dict[str, float]:
+        with self.bound(batch.phase, batch.length):
+            return self.evaluate(unpack_inputs(batch.X, self.decoder.out_freqs)[0], lambdas)
 
     def _train_step(self, batch: Batch) -> Tuple[Dict[str, Tensor], int]:
         X, _ = unpack_inputs(batch.X, self.decoder.out_freqs)

@@ -152,7 +152,7 @@ def recipe_classifier(cfg: SuiteConfig, cache_dir: PathLike, data_root: Optional
     log(f"[benchmark] no cached classifier at {pt}: training the {cfg.suite} classifier ({cfg.classifier.recipe})")
     stft = STFT(**cfg.classifier.stft)
     t0 = time.time()
-    data = load_data(cfg, stft, data_root, progress=progress, full=True, keep_extra=False)
+    data = load_data(cfg, stft, data_root, progress=progress, full=True, keep_extra=False, stream_train=False)
     data_seconds = time.time() - t0
     model, info = train_recipe_classifier(cfg.suite, cfg.classifier.recipe, data, stft, seed=cfg.seed,
                                           progress=progress)

@@ -31,7 +31,9 @@ Top-level keys:
   :mod:`captum_lmac.benchmark.methods`);
 - ``sanity`` (:class:`SanityConfig`), ``analyses`` (further suite-level checks: ``roar``,
   ``zeroshot_behaviour``), ``roar`` (:class:`RoarConfig`), ``report``
-  (:class:`ReportConfig`), ``quantus`` (``fast`` | ``quantus``).
+  (:class:`ReportConfig`), ``quantus`` (``fast`` | ``quantus``);
+- ``streaming`` (:class:`StreamingConfig`): the learned methods' training split read on the fly
+  (``enabled: true`` / ``"auto"`` above ``min_clips`` clips), so fit memory does not grow with it.
 """
 
 from __future__ import annotations
@@ -145,6 +147,44 @@ class ReportConfig:
 
 
 @dataclass
+class StreamingConfig:
+    """Whether the learned methods read their training split on the fly
+    (:class:`~captum_lmac.data.StreamingSpectrograms`) instead of from one in-memory tensor.
+
+    ``enabled``: ``true``, ``false`` or ``"auto"`` (stream when the training split has more than
+    ``min_clips`` clips); ``workers`` loader processes; ``clip_seconds`` / ``crop`` (null: the
+    reader's own length and rule, which gives the very same fits as in memory; e.g. ``2.0`` /
+    ``"random"`` for seeded random crops, different every epoch).
+    """
+
+    enabled: Union[bool, str] = "auto"
+    min_clips: int = 2000
+    workers: int = 0
+    clip_seconds: Optional[float] = None
+    crop: Optional[str] = None
+
+    def validate(self, where: str) -> None:
+        if self.enabled not in (True, False, "auto"):
+            raise InputError(f"{where}.enabled must be true, false or \"auto\", got {self.enabled!r}")
+        if self.min_clips < 0 or self.workers < 0:
+            raise InputError(f"{where}.min_clips and {where}.workers must be >= 0")
+        if self.clip_seconds is not None and self.clip_seconds <= 0:
+            raise InputError(f"{where}.clip_seconds must be a positive number of seconds or null")
+        if self.crop not in (None, "random", "start", "center", "end"):
+            raise InputError(f"{where}.crop must be null, \"random\", \"start\", \"center\" or \"end\", got {self.crop!r}")
+
+    def applies(self, n_clips: int) -> bool:
+        """Stream a training split of ``n_clips`` clips?"""
+        return self.enabled is True or (self.enabled == "auto" and n_clips > self.min_clips)
+
+    def data_key(self) -> Optional[Dict[str, Any]]:
+        """What changes the training data (for the interpreter cache key), or None for the reader's own clips."""
+        if self.clip_seconds is None and self.crop is None:
+            return None
+        return {"clip_seconds": self.clip_seconds, "crop": self.crop}
+
+
+@dataclass
 class SuiteConfig:
     """A whole suite (see the module documentation). ``sections`` holds the method sections."""
 
@@ -182,6 +222,7 @@ class SuiteConfig:
     roar: RoarConfig = field(default_factory=RoarConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     quantus: str = "fast"
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
     sections: Dict[str, Any] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
@@ -346,7 +387,8 @@ def write_builtin_configs(directory: Union[str, Path]) -> list:
 
 
 __all__ = [
-    "DataConfig", "ClassifierConfig", "SanityConfig", "RoarConfig", "ReportConfig", "SuiteConfig", "merge", "defaults",
+    "DataConfig", "ClassifierConfig", "SanityConfig", "RoarConfig", "ReportConfig", "StreamingConfig", "SuiteConfig",
+    "merge", "defaults",
     "from_dict", "builtin_config", "load_config", "write_builtin_configs", "repo_benchmarks_dir",
     "CONDITION_NAMES", "DOMAIN_NAMES", "READERS",
 ]

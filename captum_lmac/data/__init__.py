@@ -2,6 +2,8 @@
 
 from .synthetic import SyntheticEvents
 from .tensors import SpectrogramSet, to_spectrograms
+from .batch import Batch
+from .streaming import ConcatReaders, FeatureTransform, LabelCaptions, StreamingSpectrograms
 from .folders import ESC50, FSDD, AudioFolder, NoiseFolder, SpeechFolder, UrbanSound8K, default_data_root
 from .speech_noise import SpeechInNoise
 from .captions import CaptionedAudio, build_training_set, class_prompts
@@ -14,7 +16,8 @@ from .contamination import (
     WhamMixtures,
 )
 
-__all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms"]
+__all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms", "Batch", "StreamingSpectrograms",
+           "FeatureTransform", "LabelCaptions", "ConcatReaders"]
 __all__ += ["ESC50", "UrbanSound8K", "FSDD", "AudioFolder", "SpeechFolder", "NoiseFolder", "default_data_root"]
 __all__ += [
     "Contamination", "ContaminatedDataset", "WhamMixtures",
