@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a few clips, a small STFT and network, seconds long (checks the page, not the numbers)")
     d.set_defaults(func=_demo)
 
-    e = sub.add_parser("explain", help="explain a WAV file with a saved classifier and L-MAC interpreter")
+    e = sub.add_parser("explain", help="explain a WAV file with a fitted L-MAC or LMAC-TD interpreter")
     e.add_argument("wav", help="input audio file (any sample rate; resampled to the classifier's)")
     e.add_argument("--classifier", default=None, help="classifier checkpoint (captum_lmac.save_classifier)")
     e.add_argument("--model", default=None,
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the one recorded by captum-lmac fit)")
     e.add_argument("--weights", default=None, help="weights of --model")
     e.add_argument("--input", default=None, choices=["auto", "spectrogram", "waveform"], help="what --model takes")
-    e.add_argument("--interpreter", required=True, help="fitted L-MAC checkpoint (LMAC.save)")
+    e.add_argument("--interpreter", required=True, help="fitted interpreter (LMAC.save or LMACTD.save; captum-lmac fit writes either)")
     e.add_argument("--out", required=True, help="output WAV of the listenable explanation")
     e.add_argument("--png", default=None, help="figure path (default: next to --out)")
     e.add_argument("--mask-domain", default=None, choices=["linear", "log1p"], help="override the interpreter's masking domain")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_explain)
 
-    sub.add_parser("fit", help="fit L-MAC for your own classifier on a folder of clips (captum-lmac fit --help)",
+    sub.add_parser("fit", help="fit L-MAC or LMAC-TD for your own classifier on a folder of clips (captum-lmac fit --help)",
                    add_help=False)
     sub.add_parser("benchmark", help="run a benchmark suite (captum-lmac benchmark --help)", add_help=False)
 

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._io import atomic_write, check_writable, deferred_writes, load_checkpoint
+from ._io import atomic_write, check_writable, checkpoint_kind, deferred_writes, load_checkpoint
 from ._validate import check_model_output, guarded_forward
 from .attr.lmac import LMAC
+from .attr.lmac_td import LMACTD
 from .audio import STFT, read_wav, write_wav
 from .errors import DataNotFoundError, InputError
 from .fit import DEFAULT_STFT
@@ -89,10 +90,12 @@ def explain_file(
         raise InputError("give either --classifier (a saved captum_lmac classifier) or --model, not both")
     check_writable(out, "--out")  # before any work: a failed run writes nothing
     check_writable(png if png is not None else Path(out).with_suffix(".png"), "--png")
+    kind = checkpoint_kind(interpreter)
+    method = LMACTD if kind == LMACTD.kind else LMAC
     if classifier is not None:
         clf, stft, classes, _ = load_classifier(classifier)
     else:
-        _, meta = load_checkpoint(interpreter, LMAC.kind)
+        _, meta = load_checkpoint(interpreter, method.kind)
         cli = (meta.get("history") or {}).get("cli") or {}
         spec = model or cli.get("model")
         if spec is None:
@@ -100,9 +103,11 @@ def explain_file(
         stft = STFT(**cli.get("stft", DEFAULT_STFT))
         clf = adapt_model(load_model(spec, weights or cli.get("weights")), stft, input=input or cli.get("input", "auto"))
         classes = []
-    lmac = LMAC.load(interpreter, clf)
+    lmac = method.load(interpreter, clf)
     t0 = time.perf_counter()
     seconds = _duration(wav)
+    if method is LMACTD:
+        return _explain_td(wav, lmac, stft, classes, Path(out), png, seconds, max_seconds, chunk_seconds, t0)
     if chunk_seconds is not None or seconds > float(max_seconds):
         clip = (lmac.history.get("cli") or {}).get("duration") if isinstance(lmac.history, dict) else None
         return _explain_windows(wav, clf, lmac, stft, classes, Path(out), png, mask_domain, chunk_seconds or clip or 5.0,
@@ -128,6 +133,30 @@ def explain_file(
     wall = time.perf_counter() - t0
     return {"class": name, "probability": float(p[c]), "mask_mean": float(mask.mean()), "wav": str(out), "png": str(png),
             "seconds": seconds, "wall_seconds": wall, "realtime_factor": seconds / max(wall, 1e-9)}
+
+
+def _explain_td(wav: PathLike, td: LMACTD, stft: STFT, classes: List[str], out: Path, png: Optional[PathLike],
+                seconds: float, max_seconds: float, chunk_seconds: Optional[float], t0: float) -> Dict[str, object]:
+    """An LMAC-TD interpreter: the explanation is the waveform ``x_in`` itself (no mask on the STFT)."""
+    if chunk_seconds is not None or seconds > float(max_seconds):
+        raise InputError(f"{Path(wav).name} is {seconds:.1f} s long: LMAC-TD explains a file in one pass, up to "
+                         f"--max-seconds ({float(max_seconds):g} s); raise --max-seconds or cut the file")
+    waveform, sr = read_wav(wav, stft.sample_rate)
+    res = td.explain(waveform.unsqueeze(0))
+    p = res["logits"].softmax(1)[0]
+    c = int(p.argmax())
+    name = classes[c] if c < len(classes) else str(c)
+    png = Path(png) if png is not None else out.with_suffix(".png")
+    X, _ = stft.analyze(waveform, sample_rate=sr)
+    with deferred_writes():  # the WAV and the PNG appear together, or neither does
+        write_wav(out, res["x_in"][0].clamp(-1.0, 1.0), stft.sample_rate)
+        plot_explanation(X[0], res["stft_mask"][0], png, stft.sample_rate, stft.hop_length,
+                         titles=["LMAC-TD (|STFT(x_in)| / |STFT(x)|)"],
+                         suptitle=f"{Path(wav).name}: {name} (p={float(p[c]):.2f})")
+    wall = time.perf_counter() - t0
+    return {"class": name, "probability": float(p[c]), "mask_mean": float(res["mask"].mean()), "wav": str(out),
+            "png": str(png), "method": "lmac_td", "seconds": seconds, "wall_seconds": wall,
+            "realtime_factor": seconds / max(wall, 1e-9)}
 
 
 def _duration(wav: PathLike) -> float:

@@ -8,7 +8,10 @@ on a probe), reads the clips of ``--data`` (a plain folder of WAVs — L-MAC nee
 the classifier's decisions — or an ESC-50 / UrbanSound8K layout), fits L-MAC on them (the last
 ``--val-fraction`` of the clips picks the epoch) and saves it. The STFT and the model specification
 are stored in the interpreter, so ``captum-lmac explain clip.wav --model ... --interpreter lmac.pt``
-needs nothing else.
+needs nothing else. ``--method lmac_td`` fits LMAC-TD instead (a masker on a learned time-domain
+representation, ``--alpha`` its share of the classifier's representations, ``--layers none`` with
+``--alpha 0``); ``captum-lmac explain`` recognises either interpreter and for LMAC-TD writes the
+explanation waveform ``x_in`` itself.
 
 At scale: the training clips are streamed from disk (:class:`~captum_lmac.data.StreamingSpectrograms`,
 ``--workers`` loader processes, ``--crop random`` for seeded random crops of longer files), so memory
@@ -33,12 +36,14 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from . import distributed
 from ._cliutil import ArgumentParser
 from ._io import check_writable
 from ._validate import one_line
 from .attr.lmac import LMAC
+from .attr.lmac_td import LMACTD
 from .audio import STFT
 from .data.folders import ESC50, AudioFolder, UrbanSound8K
 from .data.streaming import StreamingSpectrograms
@@ -74,6 +79,17 @@ def parse_layers(text: Optional[str]) -> Union[str, List[str]]:
     if text.strip() == "none":
         return []
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+METHODS = ("lmac", "lmac_td")
+"""What ``captum-lmac fit --method`` trains: L-MAC (a mask on the STFT) or LMAC-TD (a mask on a learned
+time-domain representation; the explanation is a waveform)."""
+
+
+def _waveforms(ds: Dataset, index: Sequence[int], progress: bool, desc: str) -> torch.Tensor:
+    """The clips ``index`` of a reader as one (N, samples) tensor (LMAC-TD trains in memory)."""
+    rows = [ds[i][0] for i in tqdm(list(index), desc=desc, disable=not progress, leave=False)]
+    return torch.stack(rows)
 
 
 class _Items(Dataset):
@@ -114,14 +130,22 @@ def fit_interpreter(
     checkpoint_steps: Optional[int] = None,
     resume: bool = False,
     device: str = "cpu",
+    method: str = "lmac",
+    alpha: float = 0.75,
+    autoencoder_steps: int = 100,
 ) -> Dict[str, Any]:
-    """Fit L-MAC for the user's classifier on the clips of ``data`` and save it to ``out``.
+    """Fit L-MAC (or LMAC-TD, ``method="lmac_td"``) for the user's classifier on the clips of ``data``
+    and save it to ``out``.
 
     The training clips are streamed (read and analysed batch by batch, ``workers`` loader
     processes); the validation clips (the last ``val_fraction``, at most ``max_val_clips``) are held
     in memory. ``crop="random"`` cuts clips longer than ``duration`` at a seeded random offset every
     epoch (default ``"start"``: the reader's rule). In an initialised process group (``torchrun``)
     the fit is distributed and only rank 0 writes ``out`` and the checkpoints.
+
+    LMAC-TD (``alpha``: the share of the classifier's representations in the masker's input,
+    ``autoencoder_steps``: the filterbank's pretraining) holds its training clips in memory and runs
+    in one process without checkpoints.
 
     Returns a summary (clips, chosen layers, best epoch, validation Fid-In and mask mean, seconds;
     ``written`` False on ranks other than 0).
@@ -136,6 +160,15 @@ def fit_interpreter(
     if resume and checkpoint_dir is None:
         raise InputError("--resume needs --checkpoint-dir (the folder of the fit to resume)")
     info = distributed.current()
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "lmac_td":
+        if checkpoint_dir is not None or resume:
+            raise InputError("--method lmac_td: LMAC-TD fits are not checkpointed; leave out --checkpoint-dir / --resume")
+        if info.world_size > 1:
+            raise InputError("--method lmac_td runs in one process; start it without torchrun / --distributed")
+        if crop != "start":
+            raise InputError("--method lmac_td reads every clip once (--crop start)")
     t0 = time.time()
     analysis = STFT(**{**DEFAULT_STFT, **(stft or {})})
     clf = adapt_model(load_model(model, weights), analysis, input=input)
@@ -146,6 +179,9 @@ def fit_interpreter(
         raise InputError(f"{data} holds {len(ds)} clip(s); fitting needs at least 2")
     n_val = int(round(len(ds) * float(val_fraction))) if len(ds) >= 10 else 0
     n_train = len(ds) - n_val
+    if method == "lmac_td":
+        return _fit_td(clf, ds, n_train, n_val, analysis, out, model, weights, input, layers, duration, data,
+                       epochs, batch_size, lr, seed, progress, max_val_clips, alpha, autoencoder_steps, t0)
     train = StreamingSpectrograms(ds, analysis, clip_seconds=duration if crop == "random" else None,
                                   crop="random" if crop == "random" else None, seed=seed, num_workers=workers,
                                   index=range(n_train), keep_clean=False)
@@ -168,11 +204,36 @@ def fit_interpreter(
     for k in ("val_fid_in", "val_mask_mean"):
         if k in hist:
             summary[k] = hist[k][best]
+    summary["method"] = "lmac"
+    return summary
+
+
+def _fit_td(clf, ds, n_train, n_val, analysis, out, model, weights, input, layers, duration, data, epochs,
+            batch_size, lr, seed, progress, max_val_clips, alpha, autoencoder_steps, t0) -> Dict[str, Any]:
+    """The LMAC-TD branch of :func:`fit_interpreter` (waveforms in memory, one process)."""
+    x_train = _waveforms(ds, range(n_train), progress, "reading training clips")
+    x_val = _waveforms(ds, list(range(n_train, len(ds)))[: int(max_val_clips)], progress,
+                       "reading validation clips") if n_val else None
+    hooked = layers if isinstance(layers, str) else qualify_layers(clf, list(layers))
+    td = LMACTD(clf, hooked, alpha=alpha, stft=analysis)
+    hist = td.fit(x_train, epochs=epochs, batch_size=batch_size, lr=lr, autoencoder_steps=autoencoder_steps,
+                  val=x_val, seed=seed, progress=progress)
+    td.history["cli"] = {"model": str(model), "weights": str(weights) if weights else None, "input": input,
+                         "stft": analysis.config(), "duration": float(duration), "data": str(data)}
+    path = td.save(out)
+    best = hist.get("best_epoch", len(hist["loss"]) - 1)
+    summary = {"interpreter": str(path), "clips": n_train, "validation_clips": 0 if x_val is None else len(x_val),
+               "layers": td.layer_specs(), "auto_choice": td.auto_choice, "best_epoch": best,
+               "seconds": round(time.time() - t0, 1), "world_size": 1, "written": True, "method": "lmac_td",
+               "autoencoder_si_sdr": hist.get("autoencoder_si_sdr")}
+    for k in ("val_fid_in", "val_mask_mean"):
+        if k in hist:
+            summary[k] = hist[k][best]
     return summary
 
 
 def build_parser(prog: str = "captum-lmac fit") -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=prog, description="Fit L-MAC for your own classifier on a folder of clips.")
+    p = ArgumentParser(prog=prog, description="Fit L-MAC (or LMAC-TD) for your own classifier on a folder of clips.")
     p.add_argument("--model", required=True,
                    help="pkg.module:factory, path/to/file.py:factory, or a TorchScript file")
     p.add_argument("--weights", default=None, help="weights of the model (a state_dict, loaded with weights_only)")
@@ -195,6 +256,14 @@ def build_parser(prog: str = "captum-lmac fit") -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    m = p.add_argument_group("method")
+    m.add_argument("--method", default="lmac", choices=list(METHODS),
+                   help="lmac (default: a mask on the STFT) or lmac_td (a mask on a learned time-domain "
+                        "representation; the explanation is a waveform)")
+    m.add_argument("--alpha", type=float, default=0.75,
+                   help="LMAC-TD: share of the classifier's representations in the masker's input (0: the "
+                        "waveform only, --layers none)")
+    m.add_argument("--autoencoder-steps", type=int, default=100, help="LMAC-TD: filterbank pretraining steps")
     s = p.add_argument_group("scale")
     s.add_argument("--workers", type=int, default=0, help="loader processes reading and analysing clips (default 0)")
     s.add_argument("--crop", default="start", choices=["start", "random"],
@@ -229,7 +298,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                   val_fraction=args.val_fraction, seed=args.seed, progress=not args.quiet,
                                   workers=args.workers, crop=args.crop, max_val_clips=args.max_val_clips,
                                   checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-                                  checkpoint_steps=args.checkpoint_steps, resume=args.resume, device=args.device)
+                                  checkpoint_steps=args.checkpoint_steps, resume=args.resume, device=args.device,
+                                  method=args.method, alpha=args.alpha, autoencoder_steps=args.autoencoder_steps)
     except (InputError, DataNotFoundError, CheckpointError, NotFittedError) as exc:
         print(f"captum-lmac fit: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -244,10 +314,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0  # ranks other than 0 stay silent
     if summary["auto_choice"]:
         print(f"layers='auto': {summary['auto_choice']}")
-    print(f"fitted L-MAC on {summary['clips']} clips (validation {summary['validation_clips']}), layers "
+    label = "LMAC-TD" if summary["method"] == "lmac_td" else "L-MAC"
+    print(f"fitted {label} on {summary['clips']} clips (validation {summary['validation_clips']}), layers "
           f"{summary['layers']}, best epoch {summary['best_epoch']}"
           + (f", validation Fid-In {summary['val_fid_in']:.2f}, mask mean {summary['val_mask_mean']:.2f}"
              if "val_fid_in" in summary else "")
+          + (f", autoencoder SI-SDR {summary['autoencoder_si_sdr']:.1f} dB"
+             if summary.get("autoencoder_si_sdr") is not None else "")
           + (f" on {summary['world_size']} processes" if summary["world_size"] > 1 else "")
           + f"; {summary['seconds']:.0f} s")
     print(f"interpreter: {summary['interpreter']}")
@@ -258,4 +331,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["DEFAULT_STFT", "read_clips", "parse_layers", "fit_interpreter", "build_parser", "main"]
+__all__ = ["METHODS", "DEFAULT_STFT", "read_clips", "parse_layers", "fit_interpreter", "build_parser", "main"]
