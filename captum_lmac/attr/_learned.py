@@ -418,7 +418,7 @@ class LearnedAttribution(Attribution):
         mode, no parameter gradients), validates after every epoch and keeps the weights of the
         lowest validation loss (else the last epoch's).
 
-        Scale (see ``docs_snippets/scale.md``):
+        Scale (see ``docs/scale.md``):
 
         - ``data`` may be a streaming source (:class:`~captum_lmac.data.streaming.StreamingSpectrograms`):
           clips are read and analysed batch by batch, ``set_epoch`` is called every epoch.
