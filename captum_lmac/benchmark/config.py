@@ -15,6 +15,9 @@ Top-level keys:
 - ``classifier`` (:class:`ClassifierConfig`): ``recipe`` (train a CompactCNN with
   ``build_classifier`` / ``train_classifier``, cached at ``<cache>/classifiers/<suite>.pt``),
   ``clap`` (the small CLAP trained here, zero-shot over class prompts) or ``file`` (a saved classifier);
+  ``classifier.seed`` (default ``seed``) seeds the recipe's training; a seed other than 0 is cached
+  as ``<suite>[-<architecture>]-seed<N>.pt``, and a cached classifier trained with another recipe,
+  seed or STFT is retrained;
 - ``n_test`` (clips per condition, stratified over classes; null = all), ``n_train`` / ``n_val``
   (clips for fitting the learned methods; null = all), ``seed`` (data, contamination and baseline
   seed), ``seeds`` (the learned methods are fitted once per seed and reported as mean ± sd over
@@ -96,6 +99,7 @@ class ClassifierConfig:
     path: Optional[str] = None
     prompt_template: str = "this is the sound of {}"
     clap: Dict[str, Any] = field(default_factory=dict)
+    seed: Optional[int] = None
 
     def validate(self, where: str) -> None:
         if self.source not in CLASSIFIER_SOURCES:
@@ -271,6 +275,11 @@ class SuiteConfig:
     def interpreter_seeds(self) -> List[int]:
         """Seeds the learned methods are fitted with (``seeds``, default ``[seed]``)."""
         return list(self.seeds) if self.seeds else [self.seed]
+
+    @property
+    def classifier_seed(self) -> int:
+        """Seed of the recipe classifier's training (``classifier.seed``, default ``seed``)."""
+        return int(self.classifier.seed) if self.classifier.seed is not None else int(self.seed)
 
     def to_dict(self) -> Dict[str, Any]:
         """The configuration as plain JSON-able data (what ``results.json`` and ``benchmarks/*.json`` hold)."""
