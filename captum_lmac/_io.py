@@ -402,6 +402,23 @@ def check_fingerprint(fp: Any, path: PathLike) -> Dict[str, Any]:
     return fp
 
 
+def checkpoint_kind(path: PathLike) -> str:
+    """The artefact kind (``"lmac"``, ``"lmac_td"``, ``"classifier"``, ...) a checkpoint holds,
+    read safely (``weights_only``); the full checks are :func:`load_checkpoint`'s."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is not a captum_lmac checkpoint that can be loaded safely (weights_only): {_first_line(exc)}"
+        ) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("kind"), str):
+        raise CheckpointError(f"{path} is not a captum_lmac checkpoint (no 'kind' entry)")
+    return payload["kind"]
+
+
 def load_checkpoint(path: PathLike, kind: str, required: Sequence[str] = ()) -> tuple:
     """Load a file written by :func:`save_checkpoint`; returns ``(state, meta)``.
 
@@ -559,6 +576,7 @@ def fingerprint_mismatch(saved: Dict[str, Any], model: torch.nn.Module, rtol: fl
 
 
 __all__ = [
+    "checkpoint_kind",
     "FORMAT_VERSION", "REQUIRED_KEYS", "partial_name", "stale_partials", "remove_stale_partials", "write_error",
     "check_writable", "atomic_write", "deferred_writes", "nonfinite_tensors", "save_checkpoint", "check_fingerprint",
     "load_checkpoint", "state_misfit", "load_state_checked", "model_fingerprint", "fingerprint_mismatch",

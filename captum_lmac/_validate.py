@@ -3,7 +3,7 @@
 Every public entry point checks what the user hands it with these functions, so that bad input
 ends in one :class:`~captum_lmac.errors.InputError` whose message names the argument, the shape,
 the dtype or the value — never in a deep torch traceback, and never in a silent wrong answer.
-The input contract they enforce is documented in ``docs_snippets/input_contract.md``:
+The input contract they enforce is documented in ``docs/input_contract.md``:
 
 - :func:`check_waveform` — audio: (samples,), (N, samples), (N, 1, samples) or a soundfile-style
   (samples, channels) array (mixed down to mono); floats are cast to float32, integer PCM is

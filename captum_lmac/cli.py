@@ -26,10 +26,17 @@ def _explain(args: argparse.Namespace) -> int:
     out = explain_file(
         args.wav, interpreter=args.interpreter, out=args.out, classifier=args.classifier, png=args.png,
         mask_domain=args.mask_domain, model=args.model, weights=args.weights, input=args.input,
+        chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds, max_seconds=args.max_seconds,
+        batch_windows=args.batch_windows, timeline=args.timeline, progress=not args.quiet,
     )
-    print(f"class: {out['class']} (p = {out['probability']:.3f})")
+    windows = f" (mean over {out['windows']} windows)" if "windows" in out else ""
+    print(f"class: {out['class']} (p = {out['probability']:.3f}){windows}")
     print(f"explanation audio: {out['wav']}")
-    print(f"spectrogram + mask: {out['png']}")
+    print(f"spectrogram + mask: {out['png']}" + (" (first window)" if "windows" in out else ""))
+    if "timeline" in out:
+        print(f"timeline: {out['timeline']}")
+    print(f"throughput: {out['seconds']:.1f} s of audio in {out['wall_seconds']:.1f} s "
+          f"({out['realtime_factor']:.1f}x real time)")
     return 0
 
 
@@ -73,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a few clips, a small STFT and network, seconds long (checks the page, not the numbers)")
     d.set_defaults(func=_demo)
 
-    e = sub.add_parser("explain", help="explain a WAV file with a saved classifier and L-MAC interpreter")
+    e = sub.add_parser("explain", help="explain a WAV file with a fitted L-MAC or LMAC-TD interpreter")
     e.add_argument("wav", help="input audio file (any sample rate; resampled to the classifier's)")
     e.add_argument("--classifier", default=None, help="classifier checkpoint (captum_lmac.save_classifier)")
     e.add_argument("--model", default=None,
@@ -81,13 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the one recorded by captum-lmac fit)")
     e.add_argument("--weights", default=None, help="weights of --model")
     e.add_argument("--input", default=None, choices=["auto", "spectrogram", "waveform"], help="what --model takes")
-    e.add_argument("--interpreter", required=True, help="fitted L-MAC checkpoint (LMAC.save)")
+    e.add_argument("--interpreter", required=True, help="fitted interpreter (LMAC.save or LMACTD.save; captum-lmac fit writes either)")
     e.add_argument("--out", required=True, help="output WAV of the listenable explanation")
     e.add_argument("--png", default=None, help="figure path (default: next to --out)")
     e.add_argument("--mask-domain", default=None, choices=["linear", "log1p"], help="override the interpreter's masking domain")
+    e.add_argument("--chunk-seconds", type=float, default=None,
+                   help="explain in overlapping windows of this length, cross-faded (default for files longer than "
+                        "--max-seconds: the interpreter's training clip length, else 5 s)")
+    e.add_argument("--overlap-seconds", type=float, default=None,
+                   help="overlap of consecutive windows (default: a quarter of the window, at most 1 s)")
+    e.add_argument("--max-seconds", type=float, default=60.0,
+                   help="files longer than this are explained in windows (default 60)")
+    e.add_argument("--batch-windows", type=int, default=8, help="windows classified and masked together (default 8)")
+    e.add_argument("--timeline", default=None, help="CSV of every window's decision (default: next to --out)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_explain)
 
-    sub.add_parser("fit", help="fit L-MAC for your own classifier on a folder of clips (captum-lmac fit --help)",
+    sub.add_parser("fit", help="fit L-MAC or LMAC-TD for your own classifier on a folder of clips (captum-lmac fit --help)",
                    add_help=False)
     sub.add_parser("benchmark", help="run a benchmark suite (captum-lmac benchmark --help)", add_help=False)
 

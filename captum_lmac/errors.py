@@ -19,3 +19,20 @@ class CheckpointError(RuntimeError):
 
 class NotFittedError(RuntimeError):
     """A learned-decoder method was asked to attribute before ``fit`` or ``load``."""
+
+
+class FitInterrupted(RuntimeError):
+    """A fit stopped on SIGTERM / Ctrl-C after writing its checkpoint (resume with ``resume=True``).
+
+    Attributes:
+        checkpoint: The checkpoint written at the interruption (None without ``checkpoint_dir``).
+        signum: The signal that stopped it.
+        epoch, step: Where it stopped (epoch, batches done in that epoch).
+    """
+
+    def __init__(self, message: str, checkpoint=None, signum=None, epoch=None, step=None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.signum = signum
+        self.epoch = epoch
+        self.step = step

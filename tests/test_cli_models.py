@@ -99,3 +99,33 @@ def test_fit_errors_are_one_line_and_exit_2(folder, args, message, capsys):
     rc = main(["fit"] + args + ["--epochs", "1", "--duration", "0.7", "--quiet"] + STFT_ARGS)
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("factory, layers, alpha", [("waveform", "block2,block3", "0.75"), ("crnn", "none", "0")])
+def test_fit_then_explain_with_lmac_td(folder, factory, layers, alpha, capsys):
+    """--method lmac_td: the interpreter explains with a waveform, on a waveform and a spectrogram model."""
+    out = folder / f"{factory}_td.pt"
+    rc = main(["fit", "--method", "lmac_td", "--alpha", alpha, "--autoencoder-steps", "5", "--model",
+               f"{folder / 'models.py'}:{factory}", "--data", str(folder / "clips"), "--out", str(out),
+               "--layers", layers, "--epochs", "1", "--batch-size", "6", "--duration", "0.7", "--quiet"] + STFT_ARGS)
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "fitted LMAC-TD on 11 clips (validation 1)" in text and "autoencoder SI-SDR" in text and out.is_file()
+    wav = folder / f"{factory}_td_exp.wav"
+    rc = main(["explain", str(folder / "clips" / "clip03.wav"), "--interpreter", str(out), "--out", str(wav)])
+    assert rc == 0, capsys.readouterr().err
+    audio, sr = sf.read(wav)
+    assert sr == 8000 and len(audio) == 5600 and np.isfinite(audio).all() and np.abs(audio).max() > 0
+    assert wav.with_suffix(".png").is_file()
+    rc = main(["explain", str(folder / "clips" / "clip03.wav"), "--interpreter", str(out), "--out", str(wav),
+               "--max-seconds", "0.1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "LMAC-TD explains a file in one pass" in err and err.count("\n") == 1
+
+
+def test_lmac_td_fit_refuses_checkpoints(folder, capsys):
+    rc = main(["fit", "--method", "lmac_td", "--model", f"{folder / 'models.py'}:waveform", "--data",
+               str(folder / "clips"), "--out", str(folder / "td.pt"), "--checkpoint-dir", str(folder / "ck"),
+               "--quiet"] + STFT_ARGS)
+    err = capsys.readouterr().err
+    assert rc == 2 and "not checkpointed" in err and err.count("\n") == 1

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import itertools
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +25,19 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .. import distributed
 from .._io import fingerprint_mismatch, load_checkpoint, load_state_checked, model_fingerprint, save_checkpoint
-from .._utils import TargetType, eval_mode, format_target
+from .._utils import TargetType, eval_mode, format_target, to_jsonable
 from .._validate import check_finite_module, check_int, check_number, check_positive_int, check_spectrogram, guarded_forward
+from ..data.batch import Batch
+from ..data.streaming import is_stream
 from ..data.tensors import SpectrogramSet
-from ..errors import CheckpointError, InputError, NotFittedError
+from ..errors import CheckpointError, FitInterrupted, InputError, NotFittedError
 from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..nn.auto_layers import auto_layers
 from ..nn.hooks import Hook, LayerRecorder, LayerSpec, resolve_hooks
+from ._fit_state import (FitCheckpointer, StopRequest, check_resumable, json_float, load_fit_state,
+                         load_optimizer_state, optimizer_state, stop_on_signals)
 
 
 def unpack_inputs(inputs: Union[Tensor, Tuple[Tensor, ...]], n_freqs: Optional[int] = None,
@@ -75,7 +82,7 @@ def _checked_fit(run_fit: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[s
 
     @functools.wraps(run_fit)
     def wrapper(self: "LearnedAttribution", data: Any, epochs: int, batch_size: int, lr: float,
-                weight_decay: float, val: Any, seed: int, progress: bool) -> Dict[str, Any]:
+                weight_decay: float, val: Any, seed: int, progress: bool, **checkpointing: Any) -> Dict[str, Any]:
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         lr = check_number(lr, "lr", minimum=0.0, maximum=1e6, strict_minimum=True)
@@ -92,7 +99,7 @@ def _checked_fit(run_fit: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[s
         saved = dict(self.__dict__)
         decoder_state = copy.deepcopy(self.decoder.state_dict()) if self.decoder is not None else None
         try:
-            hist = run_fit(self, data, epochs, batch_size, lr, weight_decay, val, seed, progress)
+            hist = run_fit(self, data, epochs, batch_size, lr, weight_decay, val, seed, progress, **checkpointing)
             check_finite_module(self.decoder, f"the {type(self).__name__} decoder after fitting",
                                 hint="the training diverged: lower lr (or check the loss weights)")
             return hist
@@ -107,28 +114,10 @@ def _checked_fit(run_fit: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[s
     return wrapper
 
 
-@dataclass
-class Batch:
-    """One training batch as the fit loop sees it.
-
-    Attributes:
-        X: Inputs (B, 1, F, T).
-        clean: The clean part of a mixture (L-MAC fine-tuning pairs), or None.
-        phase: The clips' phase (B, 1, F, T) for classifiers that need it (waveform models), or None.
-        length: The clips' length in samples (ISTFT output length), or None.
-        extra: Method-specific precomputed data (e.g. cached classifier outputs), or None.
-    """
-
-    X: Tensor
-    clean: Optional[Tensor] = None
-    phase: Optional[Tensor] = None
-    length: Optional[int] = None
-    extra: Any = None
-
-
 def as_batch(item: Any) -> Batch:
     """A user's batch as a :class:`Batch`: a tensor X, an ``(X, X_clean)`` pair, a dict with keys
-    ``X`` / ``clean_X`` / ``phase`` / ``length``, a :class:`SpectrogramSet`, or a Batch."""
+    ``X`` / ``clean_X`` / ``phase`` / ``length`` / ``valid`` (e.g. from a DataLoader with the
+    default collate), a :class:`SpectrogramSet`, or a Batch."""
     if isinstance(item, Batch):
         return item
     if torch.is_tensor(item):
@@ -138,10 +127,22 @@ def as_batch(item: Any) -> Batch:
     if isinstance(item, dict):
         if "X" not in item:
             raise InputError(f"a dict batch needs an 'X' entry, got keys {sorted(item)}")
-        return Batch(item["X"], item.get("clean_X"), item.get("phase"), item.get("length"))
+        return Batch(item["X"], item.get("clean_X"), item.get("phase"), _one_length(item.get("length")),
+                     valid=item.get("valid"), labels=item.get("label", item.get("labels")),
+                     captions=item.get("captions"))
     if isinstance(item, (tuple, list)) and item and torch.is_tensor(item[0]):
         return Batch(item[0], item[1] if len(item) > 1 and torch.is_tensor(item[1]) else None)
     raise InputError(f"a training batch must be a tensor, an (X, X_clean) pair or a dict, got {type(item).__name__}")
+
+
+def _one_length(length: Any) -> Optional[int]:
+    """A batch's clip length: an int, or a tensor of per-clip lengths that must all agree (default collate)."""
+    if length is None or isinstance(length, int):
+        return length
+    values = {int(v) for v in torch.as_tensor(length).flatten().tolist()}
+    if len(values) != 1:
+        raise InputError(f"the clips of one batch have different lengths {sorted(values)[:4]}; crop or pad them")
+    return values.pop()
 
 
 def iterate_batches(
@@ -151,9 +152,14 @@ def iterate_batches(
 
     Tensors (and tuples of tensors sharing the first dimension) are shuffled with ``generator`` and
     split into ``batch_size`` chunks; a :class:`SpectrogramSet` likewise, with its phase and, when it
-    carries ``extra[pairs_key]``, the clean parts; any other iterable (list, DataLoader) is iterated
-    as it is (each item through :func:`as_batch`).
+    carries ``extra[pairs_key]``, the clean parts; a streaming source
+    (:class:`~captum_lmac.data.streaming.StreamingSpectrograms`, anything with ``fit_batches``) draws
+    its order from ``generator`` the same way and reads the clips on the fly; any other iterable
+    (list, DataLoader) is iterated as it is (each item through :func:`as_batch`).
     """
+    if is_stream(batches):
+        yield from batches.fit_batches(batch_size, generator)
+        return
     phase, length = None, None
     if isinstance(batches, SpectrogramSet):
         phase, length = batches.phase, int(batches.waveform.shape[-1])
@@ -175,8 +181,9 @@ def iterate_batches(
 
 
 def materialise(batches: Any) -> Any:
-    """Turn a one-shot iterator into a list so it can be iterated once per epoch."""
-    if isinstance(batches, Iterator):
+    """Turn a one-shot iterator into a list so it can be iterated once per epoch (streaming sources
+    and other re-iterables are kept as they are)."""
+    if isinstance(batches, Iterator) and not is_stream(batches):
         return list(batches)
     return batches
 
@@ -232,11 +239,109 @@ class FitPlan:
         validate: ``validate()`` → validation values of the current decoder (must hold ``loss``;
             the epoch with the lowest one is kept), or None without validation data.
         history: Entries recorded before training (e.g. dictionary-learning time).
+        state: ``state()`` → JSON-able sampling state the method keeps outside the loop's
+            generator (e.g. LMAC-ZS's caption choice), saved in fit-state checkpoints; or None.
+        load_state: ``load_state(value)`` restores it.
     """
 
     batches: Callable[[torch.Generator], Iterator[Any]]
     validate: Optional[Callable[[], Dict[str, float]]] = None
     history: Dict[str, Any] = field(default_factory=dict)
+    state: Optional[Callable[[], Any]] = None
+    load_state: Optional[Callable[[Any], None]] = None
+
+
+def evaluate_stream(stream: Any, evaluate: Callable[[Batch], Dict[str, float]]) -> Dict[str, float]:
+    """Validation values over a streaming set: ``evaluate(batch)`` (per-clip means) for every batch,
+    in order, combined as means over all clips (keys whose values are NaN in a batch are skipped there)."""
+    sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    for batch in stream:
+        values = evaluate(batch)
+        n = int(batch.X.shape[0])
+        for k, v in values.items():
+            if v == v:
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+                counts[k] = counts.get(k, 0) + n
+    if not counts:
+        raise InputError("the validation stream holds no clips")
+    return {k: sums[k] / counts[k] for k in sums}
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+class _OnDevice:
+    """A re-iterable of batches moved to ``device`` (user iterables when the classifier is on a GPU)."""
+
+    def __init__(self, data: Any, device: torch.device) -> None:
+        self.data, self.device = data, device
+
+    def __iter__(self):
+        for item in self.data:
+            yield as_batch(item).to(self.device)
+
+
+def _data_on(data: Any, device: torch.device) -> Any:
+    """Training or validation data on the classifier's device (nothing moves on the CPU)."""
+    if data is None or device.type == "cpu":
+        return data
+    if is_stream(data):
+        data.device = device
+        return data
+    if torch.is_tensor(data):
+        return data.to(device)
+    if isinstance(data, tuple) and data and all(torch.is_tensor(t) for t in data):
+        return tuple(t.to(device) for t in data)
+    if isinstance(data, SpectrogramSet):
+        return SpectrogramSet(data.waveform, data.X.to(device), data.phase.to(device), data.y,
+                              {k: v.to(device) for k, v in data.extra.items()}, list(data.classes))
+    if isinstance(data, tuple):  # (X, captions) pairs
+        return tuple(t.to(device) if torch.is_tensor(t) else t for t in data)
+    return _OnDevice(data, device)
+
+
+_END = object()
+
+
+def _plain(obj: Any) -> Any:
+    """Plain JSON data (tensors and numpy values as numbers / lists; floats kept as they are, NaN included)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if torch.is_tensor(obj):
+        return _plain(obj.tolist()) if obj.dim() else obj.item()
+    if isinstance(obj, (bool, int, float, str)) or obj is None:
+        return obj
+    return to_jsonable(obj)
+
+
+class _RunState:
+    """Where the fit loop stands (what a fit-state checkpoint stores and restores)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.step = 0
+        self.global_step = 0
+        self.seconds = 0.0
+        self.sums: Dict[str, float] = {}
+        self.n = 0
+        self.best_val = float("inf")
+        self.best_state: Optional[Dict[str, Tensor]] = None
+        self.epoch_gen: Optional[Tensor] = None
+        self.epoch_plan: Any = None
+        self.mid: Optional[Dict[str, Any]] = None
+        self.hist: Dict[str, Any] = {}
+
+    @property
+    def hist_ref(self) -> Dict[str, Any]:
+        return self.hist
 
 
 class LearnedAttribution(Attribution):
@@ -291,7 +396,8 @@ class LearnedAttribution(Attribution):
         with self.bound(batch.phase[:1] if batch.phase is not None else None, batch.length):
             choice = auto_layers(self.model, batch.X[:1])
         self.auto_choice = choice.explanation
-        tqdm.write(f"[{type(self).__name__}] layers='auto': {choice.explanation}")
+        if distributed.current().is_main:
+            tqdm.write(f"[{type(self).__name__}] layers='auto': {choice.explanation}")
         self._set_layers(choice.hooks)
         self._auto = False
 
@@ -360,68 +466,318 @@ class LearnedAttribution(Attribution):
     def _train_step(self, batch: Any) -> Optional[Tuple[Dict[str, Any], int]]:
         raise NotImplementedError
 
+    #: True for methods whose ``_train_step`` back-propagates itself (several backward passes per
+    #: step, e.g. LMAC-ZS clip by clip); a distributed fit then all-reduces their gradients after the step.
+    backward_in_step = False
+
     @_checked_fit
     def _run_fit(self, data: Any, epochs: int, batch_size: int, lr: float, weight_decay: float, val: Any,
-                 seed: int, progress: bool) -> Dict[str, Any]:
+                 seed: int, progress: bool, checkpoint_dir: Optional[Union[str, Path]] = None,
+                 checkpoint_every: int = 1, checkpoint_steps: Optional[int] = None,
+                 resume: bool = False) -> Dict[str, Any]:
         """The training loop every learned method shares; returns the history.
 
         Seeds the global RNG (decoder initialisation) and one generator (batch order), asks the
         method for its :class:`FitPlan`, trains the decoder with Adam on the frozen classifier (eval
         mode, no parameter gradients), validates after every epoch and keeps the weights of the
         lowest validation loss (else the last epoch's).
+
+        Scale (see ``docs/scale.md``):
+
+        - ``data`` may be a streaming source (:class:`~captum_lmac.data.streaming.StreamingSpectrograms`):
+          clips are read and analysed batch by batch, ``set_epoch`` is called every epoch.
+        - Inside an initialised process group of W > 1 processes (``torchrun``), the decoder trains
+          with DistributedDataParallel: ``batch_size`` is the global batch, each rank trains on its
+          rows of every global batch (a streaming source reads only those), each rank's loss is
+          weighted by its share of the global batch, rank 0 alone validates, shows progress and
+          writes checkpoints. The result equals a one-process fit with the same global batch up to
+          floating-point summation order (LMAC-ZS excepted: its contrastive loss pairs the clips of
+          the local batch).
+        - ``checkpoint_dir``: a fit-state checkpoint (:mod:`._fit_state`) is written every
+          ``checkpoint_every`` epochs, every ``checkpoint_steps`` steps and on SIGTERM / Ctrl-C
+          (the fit then raises :class:`~captum_lmac.errors.FitInterrupted`); ``resume=True``
+          continues from it exactly (a missing checkpoint starts a new fit).
         """
+        info = distributed.current()
+        epochs = int(epochs)
+        if epochs < 0:
+            raise InputError(f"epochs must be >= 0, got {epochs}")
+        if resume and checkpoint_dir is None:
+            raise InputError("resume=True needs the checkpoint_dir of the fit to resume")
+        ckpt = (FitCheckpointer(checkpoint_dir, checkpoint_every, checkpoint_steps, write=info.is_main)
+                if checkpoint_dir is not None else None)
+        key = {"kind": self.kind, "lr": float(lr), "weight_decay": float(weight_decay), "batch_size": int(batch_size),
+               "seed": int(seed)}
+        saved = ckpt.load() if resume and ckpt.exists() else None
+        if saved is not None:
+            check_resumable(saved[1], key, ckpt.path)
+            self._restore_decoder(*saved, ckpt.path)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        plan = self._fit_setup(data, val, batch_size, seed, progress)
-        opt = torch.optim.Adam(self.decoder.parameters(), lr=lr, weight_decay=weight_decay)
+        sharded = False
+        if info.active and is_stream(data):
+            data, sharded = data.shard(info.rank, info.world_size), True
+        device = _module_device(self.model)
+        data, val = _data_on(data, device), _data_on(val, device)
+        plan = self._fit_setup(data, val, batch_size, seed, progress and info.is_main)
+        decoder = self.decoder.to(device)
+        opt = torch.optim.Adam(decoder.parameters(), lr=lr, weight_decay=weight_decay)
         hist: Dict[str, Any] = dict(plan.history)
         for k in self.history_keys:
             hist[k] = []
-        best_val, best_state = float("inf"), None
-        t0 = time.time()
-        with eval_mode(self.model, freeze=True):
-            bar = tqdm(range(int(epochs)), desc=f"fitting {type(self).__name__}", disable=not progress)
-            for epoch in bar:
-                self.decoder.train()
-                sums = {k: 0.0 for k in self.history_keys}
-                n = 0
-                for batch in plan.batches(gen):
-                    opt.zero_grad()
-                    with self.bound(getattr(batch, "phase", None), getattr(batch, "length", None)):
-                        step = self._train_step(batch)
-                    if step is None:
+        run = _RunState()
+        run.hist = hist
+        if saved is not None:
+            run = self._restore_run(saved, opt, gen, plan, info)
+            hist = run.hist
+        ddp = None
+        if info.active:
+            ddp = distributed.DecoderDDP(decoder, device_ids=[device.index] if device.type == "cuda" else None,
+                                         broadcast_buffers=False)
+        t0 = time.time() - run.seconds
+        bar = tqdm(total=epochs, initial=run.epoch, desc=f"fitting {type(self).__name__}",
+                   disable=not (progress and info.is_main))
+        try:
+            with eval_mode(self.model, freeze=True), stop_on_signals(ckpt is not None) as stop:
+                if ddp is not None:
+                    self.decoder = ddp
+                for epoch in range(run.epoch, epochs):
+                    if callable(getattr(data, "set_epoch", None)):
+                        data.set_epoch(epoch)
+                    decoder.train()
+                    it = self._loop_epoch(plan, data, gen, run, epoch)
+                    for batch in it:
+                        self._fit_step(batch, opt, decoder, ddp, info, sharded, device, run)
+                        run.step += 1
+                        run.global_step += 1
+                        due = ckpt is not None and ckpt.every_steps and run.global_step % ckpt.every_steps == 0
+                        stopping = ckpt is not None and distributed.any_rank(stop.requested)
+                        if due or stopping:
+                            path = self._save_fit_state(ckpt, decoder, opt, gen, plan, run, key, info, t0, epoch)
+                            if stopping:
+                                raise self._interrupted(path, stop, epoch, run.step)
+                    self._end_epoch(epoch, plan, decoder, run, hist, info, ddp, bar)
+                    run.epoch, run.step = epoch + 1, 0
+                    run.sums, run.n = {k: 0.0 for k in self.history_keys}, 0
+                    if ckpt is None:
                         continue
-                    terms, size = step
-                    loss = terms["loss"]
-                    if torch.is_tensor(loss) and loss.requires_grad:
-                        loss.backward()
-                    opt.step()
-                    for k in self.history_keys:
-                        v = float(terms[k].detach()) if torch.is_tensor(terms[k]) else float(terms[k])
-                        sums[k] += (v if v == v else 0.0) * size  # NaN (an undefined diagnostic) counts as 0
-                    n += size
-                for k in self.history_keys:
-                    hist[k].append(sums[k] / max(n, 1))
-                if plan.validate is not None:
-                    values = plan.validate()
-                    for k, value in values.items():
-                        hist.setdefault(f"val_{k}", []).append(value)
-                    if values["loss"] < best_val:
-                        best_val = values["loss"]
-                        best_state = {k: t.clone() for k, t in self.decoder.state_dict().items()}
-                        hist["best_epoch"] = epoch
-                    bar.set_postfix({f"val_{k}": f"{values[k]:.3f}" for k in self.progress_keys if k in values})
-                else:
-                    bar.set_postfix({k: f"{hist[k][-1]:.3f}" for k in self.progress_keys if k in hist})
-        if best_state is not None:
-            self.decoder.load_state_dict(best_state)
+                    stopping = distributed.any_rank(stop.requested) and epoch + 1 < epochs
+                    if stopping or (epoch + 1) % ckpt.every == 0 or epoch + 1 == epochs:
+                        path = self._save_fit_state(ckpt, decoder, opt, gen, plan, run, key, info, t0, epoch + 1,
+                                                    complete=epoch + 1 == epochs)
+                        if stopping:
+                            raise self._interrupted(path, stop, epoch + 1, 0)
+        finally:
+            bar.close()
+            self.decoder = decoder
+        if run.best_state is not None:
+            decoder.load_state_dict(run.best_state)
         else:
-            hist["best_epoch"] = int(epochs) - 1
-        self.decoder.eval()
+            hist["best_epoch"] = epochs - 1
+        decoder.eval()
         hist["seconds"] = time.time() - t0
         hist["decoder_parameters"] = self.n_parameters()
+        if info.active:
+            hist["world_size"] = info.world_size
         self.history = hist
         return hist
+
+    # ------------------------------------------------------------------ the loop's parts
+    def _loop_epoch(self, plan: FitPlan, data: Any, gen: torch.Generator, run: "_RunState", epoch: int):
+        """The batches of ``epoch``; when resuming in its middle, the order of the interrupted epoch
+        with its first ``run.step`` batches skipped (a streaming source skips them unread)."""
+        if run.step == 0 or run.mid is None:
+            run.step = 0
+            run.sums, run.n = {k: 0.0 for k in self.history_keys}, 0
+            run.epoch_gen = gen.get_state()
+            run.epoch_plan = plan.state() if plan.state is not None else None
+            return iter(plan.batches(gen))
+        mid, run.mid = run.mid, None
+        gen.set_state(mid["epoch_gen"])
+        if plan.load_state is not None and mid.get("epoch_plan") is not None:
+            plan.load_state(mid["epoch_plan"])
+        run.epoch_gen, run.epoch_plan = mid["epoch_gen"], mid.get("epoch_plan")
+        if plan.state is None and callable(getattr(data, "resume_at", None)):
+            data.resume_at(run.step)
+            it = iter(plan.batches(gen))
+            first = next(it, _END)  # the order is drawn on the first batch
+            rest = iter(()) if first is _END else itertools.chain([first], it)
+        else:
+            it = iter(plan.batches(gen))
+            for _ in range(run.step):
+                if next(it, _END) is _END:
+                    break
+            rest = it
+        gen.set_state(mid["gen"])
+        torch.set_rng_state(mid["torch_rng"])
+        return rest
+
+    def _fit_step(self, batch: Any, opt: torch.optim.Optimizer, decoder: nn.Module, ddp: Optional[nn.Module],
+                  info: distributed.DistInfo, sharded: bool, device: torch.device, run: "_RunState") -> None:
+        """One optimisation step (on this rank's part of the global batch)."""
+        global_n = getattr(batch, "global_size", None) or distributed.batch_length(batch)
+        if info.active and not sharded:
+            if global_n is None or global_n < info.world_size:
+                return  # a trailing global batch with fewer clips than ranks (no rank may get none)
+            batch = distributed.shard_batch(batch, info.rank, info.world_size)
+        if isinstance(batch, Batch) and device.type != "cpu":
+            batch = batch.to(device)
+        opt.zero_grad()
+        sync_inside = ddp is not None and self.backward_in_step
+        with self.bound(getattr(batch, "phase", None), getattr(batch, "length", None)):
+            with (ddp.no_sync() if sync_inside else contextlib.nullcontext()):
+                step = self._train_step(batch)
+        if step is None:
+            if info.active:
+                raise InputError(f"{type(self).__name__} skipped a batch during a distributed fit; every rank must "
+                                 "train on every global batch")
+            return
+        terms, size = step
+        share = float(size) / float(global_n) if info.active and global_n else 1.0
+        loss = terms["loss"]
+        if torch.is_tensor(loss) and loss.requires_grad:
+            (loss * (share * info.world_size) if info.active else loss).backward()
+        elif sync_inside:
+            distributed.all_reduce_gradients(decoder, weight=share)
+        opt.step()
+        for k in self.history_keys:
+            v = float(terms[k].detach()) if torch.is_tensor(terms[k]) else float(terms[k])
+            run.sums[k] += (v if v == v else 0.0) * size  # NaN (an undefined diagnostic) counts as 0
+        run.n += size
+
+    def _end_epoch(self, epoch: int, plan: FitPlan, decoder: nn.Module, run: "_RunState", hist: Dict[str, Any],
+                   info: distributed.DistInfo, ddp: Optional[nn.Module], bar: Any) -> None:
+        """Epoch means (over all ranks), validation (rank 0, broadcast), best-epoch keeping."""
+        totals = distributed.all_reduce_sum([run.sums[k] for k in self.history_keys] + [float(run.n)])
+        for k, v in zip(self.history_keys, totals):
+            hist[k].append(v / max(totals[-1], 1.0))
+        if plan.validate is not None:
+            values = None
+            if info.is_main:
+                self.decoder = decoder  # validate the plain decoder (no DDP collectives on one rank)
+                try:
+                    values = plan.validate()
+                finally:
+                    self.decoder = ddp if ddp is not None else decoder
+            values = distributed.broadcast_json(values)
+            for k, value in values.items():
+                hist.setdefault(f"val_{k}", []).append(value)
+            if values["loss"] < run.best_val:
+                run.best_val = values["loss"]
+                run.best_state = {k: t.detach().clone() for k, t in decoder.state_dict().items()}
+                hist["best_epoch"] = epoch
+            bar.set_postfix({f"val_{k}": f"{values[k]:.3f}" for k in self.progress_keys if k in values})
+        else:
+            bar.set_postfix({k: f"{hist[k][-1]:.3f}" for k in self.progress_keys if k in hist})
+        bar.update(1)
+
+    def _interrupted(self, path: Path, stop: StopRequest, epoch: int, step: int) -> FitInterrupted:
+        name = signal.Signals(stop.signum).name if stop.signum else "a signal"
+        return FitInterrupted(f"{type(self).__name__} fit stopped by {name} at epoch {epoch}, step {step}; "
+                              f"checkpoint {path} (resume with resume=True / --resume)",
+                              checkpoint=path, signum=stop.signum, epoch=epoch, step=step)
+
+    # ------------------------------------------------------------------ fit-state checkpoints
+    def _save_fit_state(self, ckpt: FitCheckpointer, decoder: nn.Module, opt: torch.optim.Optimizer,
+                        gen: torch.Generator, plan: FitPlan, run: "_RunState", key: Dict[str, Any],
+                        info: distributed.DistInfo, t0: float, epoch: int, complete: bool = False) -> Path:
+        """Write the fit state (rank 0); every rank takes part in reducing the epoch's running sums."""
+        totals = distributed.all_reduce_sum([run.sums[k] for k in self.history_keys] + [float(run.n)])
+        if not ckpt.write:
+            return ckpt.path
+        state: Dict[str, Tensor] = {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
+        if run.best_state is not None:
+            state.update({f"best.{k}": v for k, v in run.best_state.items()})
+        opt_tensors, opt_meta = optimizer_state(opt)
+        state.update(opt_tensors)
+        state["rng.torch"] = torch.get_rng_state()
+        state["rng.gen"] = gen.get_state()
+        if run.epoch_gen is not None:
+            state["rng.epoch_gen"] = run.epoch_gen
+        meta = {
+            "fit": key, "epoch": int(epoch), "step": int(run.step), "global_step": int(run.global_step),
+            "complete": bool(complete), "history": self._hist_for_json(run.hist_ref),
+            "sums": dict(zip(self.history_keys, totals[:-1])), "n": totals[-1],
+            "best_val": json_float(run.best_val), "optim": opt_meta,
+            "plan_state": plan.state() if plan.state is not None else None, "epoch_plan_state": run.epoch_plan,
+            "config": self._config_of(decoder), "layers": self.layer_specs(), "auto_choice": self.auto_choice,
+            "fingerprint": model_fingerprint(self._fingerprinted(self.model)), "world_size": info.world_size,
+            "seconds": time.time() - t0,
+        }
+        return ckpt.save(state, meta)
+
+    @staticmethod
+    def _hist_for_json(hist: Dict[str, Any]) -> Dict[str, Any]:
+        """The history as JSON (NaN kept: the checkpoint's JSON allows it, so a resumed history equals
+        an uninterrupted one)."""
+        return _plain(hist)
+
+    def _config_of(self, decoder: nn.Module) -> Dict[str, Any]:
+        current, self.decoder = self.decoder, decoder
+        try:
+            return self._config()
+        finally:
+            self.decoder = current
+
+    def _restore_decoder(self, state: Dict[str, Tensor], meta: Dict[str, Any], path: Path) -> None:
+        """Rebuild the checkpoint's decoder (layers, configuration, weights) before the fit set-up."""
+        reason = fingerprint_mismatch(meta["fingerprint"], self._fingerprinted(self.model))
+        if reason:
+            raise CheckpointError(f"{path} was written for a different {self.fitted_for}: {reason}")
+        self._set_layers([Hook.from_config(c) for c in meta["layers"]])
+        self._auto = False
+        self.auto_choice = meta.get("auto_choice")
+        self._build(meta["config"])
+        try:
+            self._load_state({k: v for k, v in state.items() if k.startswith("decoder.")})
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: stored weights do not fit the stored configuration: {exc}") from None
+
+    def _restore_run(self, saved: Tuple[Dict[str, Tensor], Dict[str, Any]], opt: torch.optim.Optimizer,
+                     gen: torch.Generator, plan: FitPlan, info: distributed.DistInfo) -> "_RunState":
+        state, meta = saved
+        load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
+        run = _RunState()
+        run.hist = dict(meta["history"])
+        for k in self.history_keys:
+            run.hist.setdefault(k, [])
+        run.epoch, run.step, run.global_step = int(meta["epoch"]), int(meta["step"]), int(meta["global_step"])
+        run.seconds = float(meta.get("seconds", 0.0))
+        best = {k[len("best."):]: v for k, v in state.items() if k.startswith("best.")}
+        run.best_state = best or None
+        run.best_val = float("inf") if meta.get("best_val") is None else float(meta["best_val"])
+        gen.set_state(state["rng.gen"])
+        torch.set_rng_state(state["rng.torch"])
+        if plan.load_state is not None and meta.get("plan_state") is not None:
+            plan.load_state(meta["plan_state"])
+        run.epoch_gen = state.get("rng.epoch_gen")
+        run.epoch_plan = meta.get("epoch_plan_state")
+        if run.step > 0:
+            run.mid = {"epoch_gen": state["rng.epoch_gen"], "epoch_plan": meta.get("epoch_plan_state"),
+                       "gen": state["rng.gen"], "torch_rng": state["rng.torch"]}
+            main = info.rank == 0
+            run.sums = {k: float(meta["sums"][k]) if main else 0.0 for k in self.history_keys}
+            run.n = int(meta["n"]) if main else 0
+        return run
+
+    @classmethod
+    def from_fit_state(cls, path: Union[str, Path], model: nn.Module, **kwargs: Any) -> "LearnedAttribution":
+        """The explainer of a fit-state checkpoint (``checkpoint_dir`` or its ``last.pt``): its best
+        epoch's decoder so far (else the latest), e.g. to look at an interrupted fit."""
+        state, meta = load_fit_state(path)
+        if meta["fit"].get("kind") != cls.kind:
+            raise CheckpointError(f"{path} holds a {meta['fit'].get('kind')!r} fit, not {cls.kind!r}")
+        reason = fingerprint_mismatch(meta["fingerprint"], cls._fingerprinted(model))
+        if reason:
+            raise CheckpointError(f"{path} was written for a different {cls.fitted_for}: {reason}")
+        obj = cls(model, layers=[Hook.from_config(c) for c in meta["layers"]],
+                  **cls._init_kwargs(model, meta, kwargs))
+        obj._build(meta["config"])
+        best = {f"decoder.{k[len('best.'):]}": v for k, v in state.items() if k.startswith("best.")}
+        obj._load_state(best or {k: v for k, v in state.items() if k.startswith("decoder.")})
+        obj.decoder.eval()
+        obj.history = meta.get("history", {})
+        return obj
 
     # ------------------------------------------------------------------ persistence
     #: Constructor arguments stored in a checkpoint (as attributes of the same names).
@@ -523,4 +879,4 @@ class LearnedAttribution(Attribution):
 
 
 __all__ = ["LearnedAttribution", "FitPlan", "Batch", "as_batch", "TargetType", "format_target", "unpack_inputs",
-           "iterate_batches", "materialise", "InMemory", "in_memory", "iterate_cached"]
+           "iterate_batches", "materialise", "evaluate_stream", "InMemory", "in_memory", "iterate_cached"]

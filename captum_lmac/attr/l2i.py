@@ -40,7 +40,9 @@ from ..nn.decoders import layer_shape_spec
 from ..nn.l2i import L2INet
 from ..nn.hooks import LayerSpec
 from ..nn.adapters import bound_slice
-from ._learned import Batch, FitPlan, LearnedAttribution, iterate_batches, materialise, unpack_inputs
+from ..data.streaming import is_stream
+from ._learned import (Batch, FitPlan, LearnedAttribution, evaluate_stream, iterate_batches, materialise,
+                       unpack_inputs)
 
 _EPS = 1e-8
 _NO_PAIRS = "__l2i_no_pairs__"  # SpectrogramSet batches: X only, even when clean_X is present
@@ -167,7 +169,7 @@ class L2I(LearnedAttribution):
         Returns:
             dict: the NMF info (objective per iteration, relative error, frames, seconds).
         """
-        V = _collect_frames(batches)
+        V = _collect_frames(batches, max_frames, seed)
         if beta is None:
             beta = implied_nmf_beta(V.shape[0], self.n_components, l2i_alpha, l2i_beta)
         W, info = learn_dictionary(
@@ -399,6 +401,11 @@ class L2I(LearnedAttribution):
         nmf_iter: int = 200,
         nmf_max_frames: Optional[int] = None,
         cache_features_gb: float = 2.0,
+        *,
+        checkpoint_dir: Optional[Any] = None,
+        checkpoint_every: int = 1,
+        checkpoint_steps: Optional[int] = None,
+        resume: bool = False,
     ) -> Dict[str, Any]:
         r"""Learn the dictionary (if none was given) and train Ψ and Θ on the frozen classifier.
 
@@ -432,6 +439,13 @@ class L2I(LearnedAttribution):
                 run the frozen classifier once and keep its logits and hooked outputs if they take
                 at most this many GB (0 disables). Exact (the classifier is frozen, in eval mode)
                 and several times faster per epoch.
+            checkpoint_dir (path, optional): Write a resumable fit state there (``last.pt``: decoder,
+                optimiser, RNG states, history; ``torch.load(weights_only=True)``) every
+                ``checkpoint_every`` epochs, every ``checkpoint_steps`` steps and on SIGTERM / Ctrl-C
+                (then :class:`~captum_lmac.errors.FitInterrupted` is raised).
+            resume (bool): Continue the fit stored in ``checkpoint_dir`` exactly where it stopped
+                (a missing checkpoint starts afresh). See :meth:`LearnedAttribution._run_fit` for
+                streaming data and distributed (torchrun / DDP) fits.
 
         Returns:
             dict: lists per epoch (``loss``, ``fidelity``, ``nmf``, ``l1``, ``fid_acc`` and
@@ -446,7 +460,9 @@ class L2I(LearnedAttribution):
         self._fit_settings = {"alpha": alpha, "beta": beta, "nmf_beta": nmf_beta, "nmf_iter": nmf_iter,
                               "nmf_max_frames": nmf_max_frames, "cache_features_gb": cache_features_gb,
                               "epochs": int(epochs)}
-        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
+        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress,
+                             checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                             checkpoint_steps=checkpoint_steps, resume=resume)
 
     def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
         cfg = self._fit_settings
@@ -466,7 +482,7 @@ class L2I(LearnedAttribution):
         hist["dictionary_seconds"] = time.time() - t_dict
         with self.bound(first.phase, first.length):
             self._ensure_decoder(X0)
-        val_X = None if val is None else unpack_inputs(getattr(val, "X", val), self.decoder.n_freqs)[0]
+        val_X = None if val is None or is_stream(val) else unpack_inputs(getattr(val, "X", val), self.decoder.n_freqs)[0]
         val_phase = (val.phase, int(val.waveform.shape[-1])) if isinstance(val, SpectrogramSet) else (None, None)
         in_memory = isinstance(data, SpectrogramSet) or torch.is_tensor(data)
         train_X = getattr(data, "X", data) if in_memory else None
@@ -481,7 +497,14 @@ class L2I(LearnedAttribution):
                 val_cache = self._classifier_outputs(val_X, 32, budget) if val_X is not None else None
         hist["cached_features"] = cache is not None
         validate = None
-        if val_X is not None:
+        if is_stream(val):
+            def validate_batch(b: Batch) -> Dict[str, float]:
+                with self.bound(b.phase, b.length):
+                    return self.evaluate(b.X, cfg["alpha"], cfg["beta"])
+
+            def validate() -> Dict[str, float]:
+                return evaluate_stream(val, validate_batch)
+        elif val_X is not None:
             def validate() -> Dict[str, float]:
                 with self.bound(*val_phase):
                     return self.evaluate(val_X, cfg["alpha"], cfg["beta"], _pre=val_cache)
@@ -526,11 +549,21 @@ def _check_threshold(threshold: Any) -> float:
 
 
 
-def _collect_frames(batches: Any) -> Tensor:
+#: Frames of a streaming training set that dictionary learning reads at most (a seeded uniform
+#: subsample; ≈ 100 MB for 513 bins) unless ``nmf_max_frames`` says otherwise.
+STREAM_NMF_FRAMES = 50_000
+
+
+def _collect_frames(batches: Any, max_frames: Optional[int] = None, seed: int = 0) -> Tensor:
     """``log(1 + |X|)`` of all training spectrograms as one (F, frames) matrix (dictionary learning).
 
-    Clips of different lengths are fine: their frames are concatenated.
+    Clips of different lengths are fine: their frames are concatenated. A streaming source is read
+    once, in order, keeping at most ``max_frames`` (default :data:`STREAM_NMF_FRAMES`) valid
+    (non-padding) frames, so memory stays bounded.
     """
+    if is_stream(batches):
+        cols = batches.frames(int(max_frames or STREAM_NMF_FRAMES), seed=seed)
+        return torch.log1p(cols.abs())
     if isinstance(batches, SpectrogramSet):
         parts = [batches.X]
     elif torch.is_tensor(batches):

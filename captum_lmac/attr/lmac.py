@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 from .._utils import TargetType, eval_mode, format_target
 from .._validate import check_choice, check_int, check_number, check_positive_int
+from .. import distributed
+from ..data.streaming import is_stream
 from ..data.tensors import SpectrogramSet
 from ..errors import InputError
 from ..nn.adapters import bound_slice, needs_phase, using_phase
@@ -30,6 +32,7 @@ from ._learned import (
     Batch,
     FitPlan,
     LearnedAttribution,
+    evaluate_stream,
     in_memory,
     iterate_batches,
     iterate_cached,
@@ -385,6 +388,11 @@ class LMAC(LearnedAttribution):
         progress: bool = True,
         cache_outputs_gb: float = 1.0,
         precision: str = "auto",
+        *,
+        checkpoint_dir: Optional[Any] = None,
+        checkpoint_every: int = 1,
+        checkpoint_steps: Optional[int] = None,
+        resume: bool = False,
     ) -> Dict[str, Any]:
         r"""Train the decoder on a frozen classifier; return the per-epoch history.
 
@@ -422,6 +430,13 @@ class LMAC(LearnedAttribution):
                 ``"auto"`` (default: bf16 where it runs natively, :func:`native_bf16`; recorded in
                 ``history["fit_args"]``). The clean pass (ŷ and the decoder's inputs), the decoder
                 and ``attribute`` stay in float32; validation uses the fit's precision.
+            checkpoint_dir (path, optional): Write a resumable fit state there (``last.pt``: decoder,
+                optimiser, RNG states, history; ``torch.load(weights_only=True)``) every
+                ``checkpoint_every`` epochs, every ``checkpoint_steps`` steps and on SIGTERM / Ctrl-C
+                (then :class:`~captum_lmac.errors.FitInterrupted` is raised).
+            resume (bool): Continue the fit stored in ``checkpoint_dir`` exactly where it stopped
+                (a missing checkpoint starts afresh). See :meth:`LearnedAttribution._run_fit` for
+                streaming data and distributed (torchrun / DDP) fits.
 
         Returns:
             dict: lists per epoch — every loss term (``loss``, ``in`` = CE of the masked-in part,
@@ -443,7 +458,9 @@ class LMAC(LearnedAttribution):
         self._loss_settings = {"lambdas": {"in": lambda_in, "out": lambda_out, "s": lambda_s, "g": lambda_g},
                                "cct": cct, "guidance": guidance, "out_loss": out_loss, "precision": precision}
         self._cache_budget = float(cache_outputs_gb) * 1e9
-        hist = self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
+        hist = self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress,
+                             checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                             checkpoint_steps=checkpoint_steps, resume=resume)
         hist["fit_args"] = dict(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                                 weight_decay=float(weight_decay), lambda_in=lambda_in, lambda_out=lambda_out,
                                 lambda_s=lambda_s, lambda_g=lambda_g, cct=cct, guidance=guidance,
@@ -461,9 +478,10 @@ class LMAC(LearnedAttribution):
         self._resolve_auto(first)
         with self.bound(first.phase, first.length):
             self._ensure_decoder(X0)
-        val_X, val_phase, val_length = self._val_data(val)
         settings = self._loss_settings
-        mem = in_memory(data)
+        val_X, val_phase, val_length = self._val_data(val) if not is_stream(val) else (None, None, None)
+        # the frozen classifier's outputs on the clean clips, once per fit (in-memory data, one process)
+        mem = in_memory(data) if not distributed.current().active else None
         if mem is not None:
             mem.X, _ = unpack_inputs(mem.X, self.decoder.out_freqs)
         with eval_mode(self.model, freeze=True):
@@ -478,7 +496,10 @@ class LMAC(LearnedAttribution):
         self._stats_data = (val_X, val_phase, val_length, val_cache) if val_X is not None else \
             (X0[:64], first.phase[:64] if first.phase is not None else None, first.length, None)
         validate = None
-        if val_X is not None:
+        if is_stream(val):
+            def validate() -> Dict[str, float]:
+                return evaluate_stream(val, lambda b: self._evaluate_batch(b, settings))
+        elif val_X is not None:
             def validate() -> Dict[str, float]:
                 with self.bound(val_phase, val_length):
                     return self.evaluate(val_X, settings["lambdas"], out_loss=settings["out_loss"], _pre=val_cache,
@@ -488,6 +509,11 @@ class LMAC(LearnedAttribution):
         else:
             batches = lambda gen: iterate_batches(data, batch_size, gen)
         return FitPlan(batches=batches, validate=validate, history={"cached_outputs": cache is not None})
+
+    def _evaluate_batch(self, batch: Batch, settings: Dict[str, Any]) -> Dict[str, float]:
+        with self.bound(batch.phase, batch.length):
+            return self.evaluate(unpack_inputs(batch.X, self.decoder.out_freqs)[0], settings["lambdas"],
+                                 out_loss=settings["out_loss"], precision=settings["precision"])
 
     def _train_step(self, batch: Batch) -> Tuple[Dict[str, Tensor], int]:
         X, _ = unpack_inputs(batch.X, self.decoder.out_freqs)

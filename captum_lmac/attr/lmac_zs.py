@@ -17,7 +17,8 @@ from ..errors import CheckpointError, InputError
 from ..nn.decoders import TextConditionedMaskDecoder, layer_shape_spec
 from ..nn.zeroshot import TextEncoder, ZeroShotClassifier, check_prompts, encode_texts
 from ..nn.hooks import LayerSpec
-from ._learned import FitPlan, LearnedAttribution, unpack_inputs
+from ..data.streaming import is_stream
+from ._learned import FitPlan, LearnedAttribution, iterate_batches, unpack_inputs
 from .lmac import apply_mask
 
 Captions = Sequence[Union[str, Sequence[str]]]
@@ -34,6 +35,29 @@ def _text_probe(embeddings: Tensor) -> float:
 
 
 
+
+
+def _rng_state(rng: random.Random) -> List[Any]:
+    """A ``random.Random`` state as JSON (fit-state checkpoints)."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from(value: Sequence[Any]) -> Tuple[Any, ...]:
+    return (value[0], tuple(value[1]), value[2])
+
+
+class _StreamPairs:
+    """``(X, captions)`` batches of a captioned stream, in order (validation)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __iter__(self):
+        for b in self.stream:
+            if b.captions is None:
+                raise InputError("LMAC-ZS validation clips need captions (StreamingSpectrograms captions=...)")
+            yield b.X, [check_prompts(c, "captions") for c in b.captions]
 
 
 class LMACZS(LearnedAttribution):
@@ -98,6 +122,7 @@ class LMACZS(LearnedAttribution):
     """
 
     kind = "lmac_zs"
+    backward_in_step = True  # the loss splits over clips: each clip is back-propagated inside the step
     history_keys = ("loss", "sim", "l1", "div", "mm_own", "mm_other")
     progress_keys = ("loss", "mm_own", "mm_other")
     load_options = ("check_text_encoder",)
@@ -322,6 +347,11 @@ class LMACZS(LearnedAttribution):
         val: Optional[Any] = None,
         seed: int = 0,
         progress: bool = True,
+        *,
+        checkpoint_dir: Optional[Any] = None,
+        checkpoint_every: int = 1,
+        checkpoint_steps: Optional[int] = None,
+        resume: bool = False,
     ) -> Dict[str, Any]:
         r"""Train the decoder on a frozen zero-shot model; return the per-epoch history.
 
@@ -346,6 +376,13 @@ class LMACZS(LearnedAttribution):
                 kept (first caption of each clip, fixed batches).
             seed (int): Seed of the decoder's initialisation, batch order and caption choice.
             progress (bool): Show a progress bar.
+            checkpoint_dir (path, optional): Write a resumable fit state there (``last.pt``: decoder,
+                optimiser, RNG states, history; ``torch.load(weights_only=True)``) every
+                ``checkpoint_every`` epochs, every ``checkpoint_steps`` steps and on SIGTERM / Ctrl-C
+                (then :class:`~captum_lmac.errors.FitInterrupted` is raised).
+            resume (bool): Continue the fit stored in ``checkpoint_dir`` exactly where it stopped
+                (a missing checkpoint starts afresh). See :meth:`LearnedAttribution._run_fit` for
+                streaming data and distributed (torchrun / DDP) fits.
 
         Returns:
             dict: lists per epoch (``loss``, ``sim``, ``l1``, ``div``, ``mm_own`` = mask mean for
@@ -358,24 +395,46 @@ class LMACZS(LearnedAttribution):
             texts_per_audio = check_positive_int(texts_per_audio, "texts_per_audio")
         self._fit_settings = {"lambdas": {"sim": lambda_sim, "l1": lambda_l1, "div": lambda_div},
                               "texts_per_audio": texts_per_audio}
-        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress)
+        return self._run_fit(batches, epochs, batch_size, lr, weight_decay, val, seed, progress,
+                             checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                             checkpoint_steps=checkpoint_steps, resume=resume)
 
     def _fit_setup(self, data: Any, val: Any, batch_size: int, seed: int, progress: bool) -> FitPlan:
         rng = random.Random(seed)
-        pair, listed = self._as_pairs(data, "fit data")
-        X0 = pair[0] if pair is not None else listed[0][0]
-        first_caps = pair[1][0] if pair is not None else listed[0][1][0]
-        text_dim = int(self.embed_text(first_caps[:1]).shape[1])
+        stream = data if is_stream(data) else None
+        if stream is not None:
+            first = stream.first_batch(1)
+            if first.captions is None:
+                raise InputError("LMAC-ZS trains on captioned clips: give the StreamingSpectrograms captions=... "
+                                 "(e.g. LabelCaptions(classes, esc10_captions)) or meta['captions']")
+            pair, listed, X0, first_caps = None, None, first.X, first.captions[0]
+        else:
+            pair, listed = self._as_pairs(data, "fit data")
+            X0 = pair[0] if pair is not None else listed[0][0]
+            first_caps = pair[1][0] if pair is not None else listed[0][1][0]
+        text_dim = int(self.embed_text(check_prompts(first_caps, "captions")[:1]).shape[1])
         self._ensure_decoder(X0, text_dim)
         out_f = self.decoder.out_freqs
-        for X in ([pair[0]] if pair is not None else [b[0] for b in listed]):
+        for X in ([X0] if stream is not None else [pair[0]] if pair is not None else [b[0] for b in listed]):
             unpack_inputs(X, out_f)
-        vpair, vlisted = self._as_pairs(val, "val") if val is not None else (None, None)
+        if is_stream(val):
+            vpair, vlisted = None, _StreamPairs(val)
+        else:
+            vpair, vlisted = self._as_pairs(val, "val") if val is not None else (None, None)
         cfg = self._fit_settings
 
+        def epoch(gen: torch.Generator):
+            if stream is None:
+                for X, caps in self._epoch_batches(pair, listed, batch_size, gen, rng, shuffle=True):
+                    yield X, caps, X.shape[0]
+                return
+            for b in iterate_batches(stream, batch_size, gen):
+                caps = [check_prompts(c, "captions") for c in b.captions]
+                yield b.X, self._pick(caps, rng), b.global_size or b.X.shape[0]
+
         def batches(gen: torch.Generator):
-            for k, (X, caps) in enumerate(self._epoch_batches(pair, listed, batch_size, gen, rng, shuffle=True)):
-                if X.shape[0] < 2 and k > 0:
+            for k, (X, caps, n_global) in enumerate(epoch(gen)):
+                if n_global < 2 and k > 0:
                     continue  # a trailing single clip has no other caption to contrast with
                 yield X, caps, gen
 
@@ -383,7 +442,8 @@ class LMACZS(LearnedAttribution):
         if val is not None:
             def validate() -> Dict[str, float]:
                 return self._evaluate(vpair, vlisted, cfg["lambdas"], batch_size, cfg["texts_per_audio"])
-        return FitPlan(batches=batches, validate=validate)
+        return FitPlan(batches=batches, validate=validate, state=lambda: _rng_state(rng),
+                       load_state=lambda value: rng.setstate(_rng_from(value)))
 
     def _train_step(self, batch: Any) -> Tuple[Dict[str, float], int]:
         X, caps, gen = batch

@@ -142,20 +142,29 @@ def recipe_classifier(cfg: SuiteConfig, cache_dir: PathLike, data_root: Optional
     """``(model, stft, classes, info)``: the suite's cached recipe classifier, or one trained and cached."""
     d = Path(cache_dir) / "classifiers"
     arch = cfg.classifier.recipe.get("architecture", "compact_cnn")
+    seed = cfg.classifier_seed
     stem = cfg.suite if arch == "compact_cnn" else f"{cfg.suite}-{arch}"
+    stem += f"-seed{seed}" if seed != 0 else ""
     pt, js = d / f"{stem}.pt", d / f"{stem}.json"
+    why = f"no cached classifier at {pt}"
     if pt.is_file() and not retrain:
         model, stft, classes, info = load_classifier(pt)
         if info.get("suite", cfg.suite) != cfg.suite:
             raise CheckpointError(f"{pt} holds a classifier for suite {info.get('suite')!r}, not {cfg.suite!r}")
-        return model, stft, classes, dict(info, checkpoint=str(pt))
-    log(f"[benchmark] no cached classifier at {pt}: training the {cfg.suite} classifier ({cfg.classifier.recipe})")
+        stale = [k for k, want in (("config", to_jsonable(cfg.classifier.recipe)), ("seed", seed),
+                                   ("stft", STFT(**cfg.classifier.stft).config()))
+                 if k in info and info[k] != want]
+        if not stale:
+            return model, stft, classes, dict(info, checkpoint=str(pt))
+        why = f"the cached classifier {pt} was trained with another {' and '.join(stale)}"
+    log(f"[benchmark] {why}: training the {cfg.suite} classifier (seed {seed}, {cfg.classifier.recipe})")
     stft = STFT(**cfg.classifier.stft)
     t0 = time.time()
-    data = load_data(cfg, stft, data_root, progress=progress, full=True, keep_extra=False)
+    data = load_data(cfg, stft, data_root, progress=progress, full=True, keep_extra=False, stream_train=False)
     data_seconds = time.time() - t0
-    model, info = train_recipe_classifier(cfg.suite, cfg.classifier.recipe, data, stft, seed=cfg.seed,
+    model, info = train_recipe_classifier(cfg.suite, cfg.classifier.recipe, data, stft, seed=seed,
                                           progress=progress)
+    info["stft"] = stft.config()
     info["data_seconds"] = round(data_seconds, 2)
     classes = info["classes"]
     save_classifier(pt, model, stft, classes, to_jsonable(info), architecture=info.get("architecture"))

@@ -256,7 +256,7 @@ def ground_truth(data: SpectrogramSet, condition: Condition) -> Optional[Tuple[T
     elif condition.contaminated and "clean" in data.extra:
         target, what = data.extra["clean"], "clean clip vs interferer"
     elif not condition.contaminated and "clean" in data.extra:
-        target, what = data.extra["clean"], "synthetic event vs background"
+        target, what = data.extra["clean"], "known clean source vs background"
     else:
         return None
     if target.shape != wave.shape:
@@ -294,9 +294,13 @@ def wham_pairs(
     if mode == "synthetic":
         if "clean_X" not in train.extra:
             raise InputError("mode='synthetic' needs training clips with a known clean source (extra['clean_X'])")
-        pairs = SpectrogramSet(train.waveform, train.X, train.phase, train.y, {"clean_X": train.extra["clean_X"]},
-                               list(train.classes))
-        return pairs, "training clips with their clean event (event vs background)"
+        clean_X = train.extra["clean_X"]
+        keep = clean_X.flatten(1).amax(dim=1) > 0  # clips without a source (noise only) give no pair
+        if not bool(keep.any()):
+            raise InputError("mode='synthetic': every training clip's clean source is silent")
+        pairs = SpectrogramSet(train.waveform[keep], train.X[keep], train.phase[keep], train.y[keep],
+                               {"clean_X": clean_X[keep]}, list(train.classes))
+        return pairs, "training clips with their known clean source (source vs background)"
     if mode != "wham":
         raise InputError(f"mode must be 'auto', 'synthetic' or 'wham', got {mode!r}")
     if noise_dir is None or not Path(noise_dir).is_dir():

@@ -11,10 +11,13 @@ Top-level keys:
 
 - ``suite``, ``description``, ``notes``;
 - ``data`` (:class:`DataConfig`): a reader (``SyntheticEvents``, ``ESC50``, ``UrbanSound8K``,
-  ``FSDD``), its folder under the data root, shared keyword arguments and per-split ones;
+  ``FSDD``, ``SpeechInNoise``), its folder under the data root, shared keyword arguments and per-split ones;
 - ``classifier`` (:class:`ClassifierConfig`): ``recipe`` (train a CompactCNN with
   ``build_classifier`` / ``train_classifier``, cached at ``<cache>/classifiers/<suite>.pt``),
   ``clap`` (the small CLAP trained here, zero-shot over class prompts) or ``file`` (a saved classifier);
+  ``classifier.seed`` (default ``seed``) seeds the recipe's training; a seed other than 0 is cached
+  as ``<suite>[-<architecture>]-seed<N>.pt``, and a cached classifier trained with another recipe,
+  seed or STFT is retrained;
 - ``n_test`` (clips per condition, stratified over classes; null = all), ``n_train`` / ``n_val``
   (clips for fitting the learned methods; null = all), ``seed`` (data, contamination and baseline
   seed), ``seeds`` (the learned methods are fitted once per seed and reported as mean ± sd over
@@ -31,7 +34,9 @@ Top-level keys:
   :mod:`captum_lmac.benchmark.methods`);
 - ``sanity`` (:class:`SanityConfig`), ``analyses`` (further suite-level checks: ``roar``,
   ``zeroshot_behaviour``), ``roar`` (:class:`RoarConfig`), ``report``
-  (:class:`ReportConfig`), ``quantus`` (``fast`` | ``quantus``).
+  (:class:`ReportConfig`), ``quantus`` (``fast`` | ``quantus``);
+- ``streaming`` (:class:`StreamingConfig`): the learned methods' training split read on the fly
+  (``enabled: true`` / ``"auto"`` above ``min_clips`` clips), so fit memory does not grow with it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from ..data.contamination import KINDS
 from ..data.folders import ESC50, FSDD, UrbanSound8K
+from ..data.speech_noise import SpeechInNoise
 from ..data.synthetic import SyntheticEvents
 from ..errors import DataNotFoundError, InputError
 from . import methods as _builtin_methods  # noqa: F401  (registers the built-in methods and their sections)
@@ -55,7 +61,8 @@ CONDITION_NAMES = ("in-domain",) + tuple(KINDS)
 DOMAIN_NAMES = ("stft", "mel")
 SNR_PRESET_NAMES = ("paper", "released")
 CLASSIFIER_SOURCES = ("recipe", "clap", "file")
-READERS = {"SyntheticEvents": SyntheticEvents, "ESC50": ESC50, "UrbanSound8K": UrbanSound8K, "FSDD": FSDD}
+READERS = {"SyntheticEvents": SyntheticEvents, "ESC50": ESC50, "UrbanSound8K": UrbanSound8K, "FSDD": FSDD,
+           "SpeechInNoise": SpeechInNoise}
 """The data readers a configuration can name (``data.reader``)."""
 
 
@@ -92,6 +99,7 @@ class ClassifierConfig:
     path: Optional[str] = None
     prompt_template: str = "this is the sound of {}"
     clap: Dict[str, Any] = field(default_factory=dict)
+    seed: Optional[int] = None
 
     def validate(self, where: str) -> None:
         if self.source not in CLASSIFIER_SOURCES:
@@ -160,6 +168,44 @@ class ReportConfig:
 
 
 @dataclass
+class StreamingConfig:
+    """Whether the learned methods read their training split on the fly
+    (:class:`~captum_lmac.data.StreamingSpectrograms`) instead of from one in-memory tensor.
+
+    ``enabled``: ``true``, ``false`` or ``"auto"`` (stream when the training split has more than
+    ``min_clips`` clips); ``workers`` loader processes; ``clip_seconds`` / ``crop`` (null: the
+    reader's own length and rule, which gives the very same fits as in memory; e.g. ``2.0`` /
+    ``"random"`` for seeded random crops, different every epoch).
+    """
+
+    enabled: Union[bool, str] = "auto"
+    min_clips: int = 2000
+    workers: int = 0
+    clip_seconds: Optional[float] = None
+    crop: Optional[str] = None
+
+    def validate(self, where: str) -> None:
+        if self.enabled not in (True, False, "auto"):
+            raise InputError(f"{where}.enabled must be true, false or \"auto\", got {self.enabled!r}")
+        if self.min_clips < 0 or self.workers < 0:
+            raise InputError(f"{where}.min_clips and {where}.workers must be >= 0")
+        if self.clip_seconds is not None and self.clip_seconds <= 0:
+            raise InputError(f"{where}.clip_seconds must be a positive number of seconds or null")
+        if self.crop not in (None, "random", "start", "center", "end"):
+            raise InputError(f"{where}.crop must be null, \"random\", \"start\", \"center\" or \"end\", got {self.crop!r}")
+
+    def applies(self, n_clips: int) -> bool:
+        """Stream a training split of ``n_clips`` clips?"""
+        return self.enabled is True or (self.enabled == "auto" and n_clips > self.min_clips)
+
+    def data_key(self) -> Optional[Dict[str, Any]]:
+        """What changes the training data (for the interpreter cache key), or None for the reader's own clips."""
+        if self.clip_seconds is None and self.crop is None:
+            return None
+        return {"clip_seconds": self.clip_seconds, "crop": self.crop}
+
+
+@dataclass
 class SuiteConfig:
     """A whole suite (see the module documentation). ``sections`` holds the method sections."""
 
@@ -182,7 +228,7 @@ class SuiteConfig:
     ambient_dir: str = "ambient"
     domains: List[str] = field(default_factory=lambda: ["stft", "mel"])
     methods: List[str] = field(default_factory=lambda: [
-        "saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
+        "mixture", "saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
         "gradient_shap", "kernel_shap", "lmac", "lmac_ft", "l2i"])
     feature_domain_methods: Optional[List[str]] = None
     method_options: Dict[str, Dict[str, Any]] = field(default_factory=lambda: {
@@ -197,6 +243,7 @@ class SuiteConfig:
     roar: RoarConfig = field(default_factory=RoarConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     quantus: str = "fast"
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
     sections: Dict[str, Any] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
@@ -245,6 +292,11 @@ class SuiteConfig:
     def interpreter_seeds(self) -> List[int]:
         """Seeds the learned methods are fitted with (``seeds``, default ``[seed]``)."""
         return list(self.seeds) if self.seeds else [self.seed]
+
+    @property
+    def classifier_seed(self) -> int:
+        """Seed of the recipe classifier's training (``classifier.seed``, default ``seed``)."""
+        return int(self.classifier.seed) if self.classifier.seed is not None else int(self.seed)
 
     def to_dict(self) -> Dict[str, Any]:
         """The configuration as plain JSON-able data (what ``results.json`` and ``benchmarks/*.json`` hold)."""
@@ -298,7 +350,8 @@ def load_config(suite: Union[str, Path, Mapping[str, Any]], overrides: Optional[
     ``suite`` is a dict, a JSON file path or a suite name. For a name, the first
     ``<dir>/<name>.json`` found in ``search_dirs`` (default: ``./benchmarks`` and the repository's
     ``benchmarks/``) is merged over the built-in configuration of that name (or over the defaults
-    for a suite without one); without such a file the built-in configuration is used.
+    for a suite without one); without such a file the built-in configuration is used. Overriding
+    ``methods`` alone narrows the suite's ``feature_domain_methods`` to the chosen methods.
 
     Raises:
         DataNotFoundError: for a config file that does not exist.
@@ -326,7 +379,11 @@ def load_config(suite: Union[str, Path, Mapping[str, Any]], overrides: Optional[
                 raw, where = _read_json(found), str(found)
                 raw["config_file"] = str(found)
     base = SUITE_CONFIGS.get(name, {})
-    data = merge(merge(base, raw), overrides or {})
+    overrides = dict(overrides or {})
+    data = merge(merge(base, raw), overrides)
+    if "methods" in overrides and "feature_domain_methods" not in overrides and data.get("feature_domain_methods"):
+        # choosing the methods narrows the suite's feature-domain subset to them
+        data["feature_domain_methods"] = [m for m in data["feature_domain_methods"] if m in data["methods"]]
     data["suite"] = name
     return from_dict(data, where=where)
 
@@ -356,7 +413,8 @@ def write_builtin_configs(directory: Union[str, Path]) -> list:
 
 
 __all__ = [
-    "DataConfig", "ClassifierConfig", "SanityConfig", "RoarConfig", "ReportConfig", "SuiteConfig", "merge", "defaults",
+    "DataConfig", "ClassifierConfig", "SanityConfig", "RoarConfig", "ReportConfig", "StreamingConfig", "SuiteConfig",
+    "merge", "defaults",
     "from_dict", "builtin_config", "load_config", "write_builtin_configs", "repo_benchmarks_dir",
     "CONDITION_NAMES", "DOMAIN_NAMES", "READERS",
 ]

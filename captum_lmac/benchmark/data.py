@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from ..audio import STFT
 from ..data.contamination import dataset_labels
 from ..data.folders import default_data_root
+from ..data.streaming import StreamingSpectrograms
 from ..data.tensors import SpectrogramSet, to_spectrograms
 from .conditions import stratified_indices
 from .config import READERS, SuiteConfig
@@ -50,14 +51,25 @@ def _labels(ds: Dataset) -> Tensor:
     return torch.tensor(dataset_labels(ds))
 
 
+def train_stream(cfg: SuiteConfig, ds: Dataset, stft: STFT, index: Optional[Sequence[int]] = None,
+                 keep_clean: bool = True) -> StreamingSpectrograms:
+    """The training clips ``index`` of ``ds`` as a stream with the suite's ``streaming`` settings."""
+    st = cfg.streaming
+    return StreamingSpectrograms(ds, stft, clip_seconds=st.clip_seconds, crop=st.crop, seed=cfg.seed,
+                                 num_workers=st.workers, index=index, keep_clean=keep_clean)
+
+
 def load_data(cfg: SuiteConfig, stft: STFT, data_root: Optional[PathLike] = None, progress: bool = True,
-              full: bool = False, keep_extra: bool = True) -> Dict[str, SpectrogramSet]:
+              full: bool = False, keep_extra: bool = True,
+              stream_train: Optional[bool] = None) -> Dict[str, Union[SpectrogramSet, StreamingSpectrograms]]:
     """Read a configuration's splits as spectrograms: the stratified ``n_test`` test clips, the first
     ``n_train`` training clips and ``n_val`` validation clips (all clips of every split when ``full``).
 
-    ``keep_extra`` keeps the clean sources and interferers where the data set has them (ground truth)."""
+    ``keep_extra`` keeps the clean sources and interferers where the data set has them (ground truth).
+    The training split is a :class:`~captum_lmac.data.StreamingSpectrograms` (nothing read yet) when
+    ``stream_train`` is true, or, by default, when ``cfg.streaming`` says so for its size."""
     sets = suite_datasets(cfg, stft.sample_rate, data_root)
-    out = {}
+    out: Dict[str, Union[SpectrogramSet, StreamingSpectrograms]] = {}
     limits = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
     keep = {"train": ("clean",), "val": (), "test": ("clean", "background", "interferer")}
     for split in ("train", "val", "test"):
@@ -65,6 +77,11 @@ def load_data(cfg: SuiteConfig, stft: STFT, data_root: Optional[PathLike] = None
             continue
         ds = sets[split]
         n = None if full else limits[split]
+        if split == "train":
+            n_clips = len(ds) if n is None else min(n, len(ds))
+            if stream_train if stream_train is not None else cfg.streaming.applies(n_clips):
+                out[split] = train_stream(cfg, ds, stft, range(n_clips), keep_clean=keep_extra)
+                continue
         if n is not None and n < len(ds):
             index = stratified_indices(_labels(ds), n) if split == "test" else list(range(n))
             ds = _Subset(ds, index)
@@ -73,4 +90,4 @@ def load_data(cfg: SuiteConfig, stft: STFT, data_root: Optional[PathLike] = None
     return out
 
 
-__all__ = ["suite_datasets", "load_data"]
+__all__ = ["suite_datasets", "load_data", "train_stream"]

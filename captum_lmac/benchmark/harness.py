@@ -47,14 +47,17 @@ from tqdm.auto import tqdm
 
 from .._utils import eval_mode
 from ..audio import STFT
+from ..data.contamination import WhamMixtures
 from ..data.folders import default_data_root
+from ..data.streaming import FeatureTransform, StreamingSpectrograms, is_stream
 from ..data.tensors import SpectrogramSet
 from ..errors import DataNotFoundError, InputError
 from ..metrics import EvalContext, aggregate, oracle_mask, score
 from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..training import seed_everything
-from .conditions import condition_set, ground_truth, resolve_conditions, stratified_indices, wham_pairs
+from .conditions import SetDataset, condition_set, ground_truth, resolve_conditions, stratified_indices, wham_pairs
 from .config import SuiteConfig, from_dict
+from .data import train_stream
 from .media import write_examples
 from .registry import ANALYSES, InterpreterCache, MethodContext, Row, get_method
 from .report import write_report
@@ -181,6 +184,27 @@ class DomainData:
             raise InputError(f"fitting a learned method needs a {name!r} split")
         return self.data[name]
 
+    def train_split(self) -> Any:
+        """The training split: a :class:`SpectrogramSet`, or a stream when it was loaded as one or the
+        suite sets ``streaming.enabled: true`` (then the in-memory clips are streamed from their waveforms)."""
+        tr = self.split("train")
+        if is_stream(tr) or not self.config.streaming.enabled is True:
+            return tr
+        if "train_stream" not in self.memo:
+            self.memo["train_stream"] = train_stream(self.config, SetDataset(tr, self.stft.sample_rate), self.stft)
+        return self.memo["train_stream"]
+
+    def streaming(self) -> bool:
+        """True when the learned methods read their training clips on the fly."""
+        return "train" in self.data and is_stream(self.train_split())
+
+    def _stream_in_domain(self, stream: StreamingSpectrograms, limit: Optional[int]) -> StreamingSpectrograms:
+        if limit is not None and limit < len(stream):
+            stream = stream.subset(range(limit))
+        if self.domain != "stft":
+            stream = stream.with_transform(FeatureTransform(self.model.features))
+        return stream
+
     def _in_domain(self, key: str, X: Callable[[], Tensor]) -> Tensor:
         if self.domain == "stft":
             return X()
@@ -189,12 +213,17 @@ class DomainData:
         return self.memo[key]
 
     def train_X(self) -> Tensor:
-        """The training clips in this domain."""
+        """The training clips in this domain (in memory)."""
+        if self.streaming():
+            raise InputError("the training split streams: use fit_data('train') (a StreamingSpectrograms)")
         return self._in_domain("train_mel", lambda: self.split("train").X)
 
     def fit_data(self, split: str = "train", limit: Optional[int] = None) -> Any:
         """Data a learned method fits on: the inputs in this domain, or — for a classifier that needs
-        the clips' phase (waveform models) — the split itself (X with its phase), first ``limit`` clips."""
+        the clips' phase (waveform models) — the split itself (X with its phase), first ``limit`` clips;
+        a :class:`~captum_lmac.data.StreamingSpectrograms` of them when the training split streams."""
+        if split == "train" and self.streaming():
+            return self._stream_in_domain(self.train_split(), limit)
         if needs_phase(self.model) and self.domain == "stft":
             if split not in self.data:
                 return None
@@ -213,6 +242,35 @@ class DomainData:
     def val_set(self) -> SpectrogramSet:
         """The validation split as loaded (STFT domain, with labels and class names)."""
         return self.split("val")
+
+    def pair_data(self, limit: Optional[int] = None) -> Tuple[Any, str]:
+        """Fine-tuning data in this domain and its description: ``(X_mix, X_clean)`` tensors (first
+        ``limit``), or — when the training split streams — a stream whose batches carry the clean part
+        (the clips' known clean events, or WHAM!-style mixtures computed on the fly)."""
+        if not self.streaming():
+            X_mix, X_clean, what = self.pairs()
+            if limit is not None and limit < X_mix.shape[0]:
+                X_mix, X_clean = X_mix[:limit], X_clean[:limit]
+            return (X_mix, X_clean), what
+        tr = self.train_split()
+        ft = self.config.section("lmac_ft")
+        has_clean = tr.first_batch(1).clean is not None
+        mode = ft.pairs if ft.pairs != "auto" else ("synthetic" if has_clean else "wham")
+        if mode == "synthetic":
+            if not has_clean:
+                raise InputError("lmac_ft.pairs 'synthetic' needs training clips with a known clean source")
+            return self._stream_in_domain(tr, limit), "training clips with their clean event (event vs background)"
+        noise = Path(ft.noise_dir) if ft.noise_dir is not None else None
+        if noise is not None and not noise.is_absolute():
+            noise = (self.data_root or default_data_root()) / noise
+        if noise is None or not noise.is_dir():
+            raise DataNotFoundError(f"WHAM!-style fine-tuning mixtures need a noise folder; {noise} not found")
+        mixtures = WhamMixtures(tr.reader, noise, float(ft.snr_db), seed=self.seed)
+        pairs = StreamingSpectrograms(mixtures, self.stft, clip_seconds=self.config.streaming.clip_seconds,
+                                      crop=self.config.streaming.crop, seed=self.seed,
+                                      num_workers=self.config.streaming.workers, index=tr.index)
+        return (self._stream_in_domain(pairs, limit),
+                f"training clips + ambient noise ({noise.name}) at {float(ft.snr_db):g} dB, mixed on the fly")
 
     def pairs(self) -> Tuple[Tensor, Tensor, str]:
         """Fine-tuning pairs ``(X_mix, X_clean, description)`` in this domain (WHAM!-style mixtures or
@@ -340,7 +398,9 @@ def run_benchmark(
             (:class:`~captum_lmac.SpectrogramClassifier`); otherwise that domain is skipped.
         stft (STFT): The analysis of the data (for listening and contamination).
         data (dict): ``{"train", "val", "test"}`` splits (``train``/``val`` are needed only when a
-            learned method must be fitted).
+            learned method must be fitted). ``train`` may be a
+            :class:`~captum_lmac.data.StreamingSpectrograms` (read on the fly; see the suite's
+            ``streaming`` settings).
         methods (list of str, optional): Registered method names (overrides ``config.methods``).
         config (SuiteConfig or dict, optional): Suite configuration (a dict is merged over the defaults).
         conditions, snr, snr_preset, domains, n_test, seed: Override the configuration's

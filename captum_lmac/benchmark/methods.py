@@ -27,6 +27,7 @@ import captum.attr
 import torch
 from captum.attr import Attribution
 from torch import Tensor, nn
+from torch.utils.data import ConcatDataset, Dataset
 
 from .._utils import to_jsonable
 from ..nn.hooks import Hook
@@ -36,12 +37,14 @@ from ..attr.lmac import LMAC
 from ..attr.lmac_td import LMACTD
 from ..attr.lmac_zs import LMACZS
 from ..data.captions import build_training_set, esc10_captions
+from ..data.streaming import LabelCaptions, StreamingSpectrograms, is_stream
 from ..errors import InputError
 from .registry import (
     INFO_KEYS,
     MethodContext,
     MethodSpec,
     Row,
+    default_cache_key,
     history_summary,
     register_fallback,
     register_method,
@@ -180,16 +183,27 @@ def _lmac_layers(ctx: MethodContext) -> List[Any]:
 def layered_key(ctx: MethodContext, layers: List[str]) -> Dict[str, Any]:
     """Cache key of a method with hooked ``layers`` and ``init`` / ``fit`` settings in its section."""
     s = ctx.section
-    return {"method": ctx.name, "domain": ctx.domain, "layers": layers if isinstance(layers, str) else [h.config() if isinstance(h, Hook) else h for h in layers],
-            "init": dict(s.init),
-            "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
+    key = {"method": ctx.name, "domain": ctx.domain, "layers": layers if isinstance(layers, str) else [h.config() if isinstance(h, Hook) else h for h in layers],
+           "init": dict(s.init),
+           "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
+    return with_stream_key(key, ctx)
+
+
+def with_stream_key(key: Dict[str, Any], ctx: MethodContext) -> Dict[str, Any]:
+    """``key`` plus the streaming crop settings when they change the training clips (a stream with the
+    reader's own clips gives the very fit of the in-memory clips, so it shares their cache entry)."""
+    data_key = ctx.config.streaming.data_key()
+    if data_key is not None and ctx.data.streaming():
+        key = dict(key, streaming=data_key)
+    return key
 
 
 def fit_on_training_split(cls: type, ctx: MethodContext, layers: List[str]) -> Any:
     """``cls(model, layers, **section.init).fit(training clips, val=validation clips, **section.fit)``."""
     fit = fit_settings(ctx.section, ctx.domain)
     train = ctx.data.fit_data("train", ctx.config.n_train)
-    ctx.log(f"[benchmark] fitting {cls.__name__} ({ctx.domain}) on {len(train)} clips: {fit}")
+    how = " (streamed)" if is_stream(train) else ""
+    ctx.log(f"[benchmark] fitting {cls.__name__} ({ctx.domain}) on {len(train)} clips{how}: {fit}")
     obj = cls(ctx.model, layers, **ctx.section.init)
     obj.fit(train, val=ctx.data.fit_data("val"), seed=ctx.seed, progress=ctx.progress, **fit)
     return obj
@@ -276,20 +290,20 @@ def _lmac_ft_key(ctx: MethodContext) -> Dict[str, Any]:
     s = ctx.section
     base = ctx.obtain("lmac")
     base_key = {k: v for k, v in ((base.history or {}).get("benchmark") or {}).items() if k not in INFO_KEYS}
-    return {"method": "lmac_ft", "domain": ctx.domain, "fit": fit_settings(s, ctx.domain), "pairs": s.pairs,
-            "noise_dir": s.noise_dir, "snr_db": s.snr_db, "n_train": ctx.config.n_train, "seed": ctx.seed,
-            "base": base_key}
+    return with_stream_key({"method": "lmac_ft", "domain": ctx.domain, "fit": fit_settings(s, ctx.domain),
+                            "pairs": s.pairs, "noise_dir": s.noise_dir, "snr_db": s.snr_db,
+                            "n_train": ctx.config.n_train, "seed": ctx.seed, "base": base_key}, ctx)
 
 
 def _lmac_ft_fit(ctx: MethodContext) -> LMAC:
     fit = fit_settings(ctx.section, ctx.domain)
     base = ctx.obtain("lmac")
-    X_mix, X_clean, what = ctx.data.pairs()
-    X_mix, X_clean = _limit(X_mix, ctx.config.n_train), _limit(X_clean, ctx.config.n_train)
-    ctx.log(f"[benchmark] fine-tuning L-MAC ({ctx.domain}) on {X_mix.shape[0]} pairs ({what}): {fit}")
+    pairs, what = ctx.data.pair_data(ctx.config.n_train)
+    n = len(pairs) if is_stream(pairs) else pairs[0].shape[0]
+    ctx.log(f"[benchmark] fine-tuning L-MAC ({ctx.domain}) on {n} pairs ({what}): {fit}")
     obj = lmac_on(ctx.model, base)
     obj.decoder = copy.deepcopy(base.decoder)
-    obj.finetune((X_mix, X_clean), val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
+    obj.finetune(pairs, val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
     obj.history.setdefault("benchmark", {})["pairs_description"] = what
     return obj
 
@@ -480,10 +494,61 @@ def magnitudes(stft: Any, waveform: Tensor, batch_size: int = 64) -> Tensor:
                       for s in range(0, waveform.shape[0], batch_size)])
 
 
+class CaptionedClips(Dataset):
+    """In-memory captioned clips (:class:`~captum_lmac.data.captions.CaptionedAudio`) as a reader:
+    items ``(waveform, -1, {"captions": [...]})``."""
+
+    def __init__(self, clips: Any, sample_rate: int) -> None:
+        self.clips, self.sample_rate = clips, int(sample_rate)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        return self.clips.waveform[i], -1, {"captions": list(self.clips.captions[i])}
+
+
+def _lmac_zs_stream(ctx: MethodContext, train: Any) -> Any:
+    """The LMAC-ZS training clips as one captioned stream: the suite's training clips (captioned by
+    class) followed by the extra FSDD / ambient clips (small, in memory)."""
+    s = ctx.section
+    stft = ctx.data.stft
+    n = len(train) if ctx.config.n_train is None else min(len(train), int(ctx.config.n_train))
+    parts, index = [train.reader], [train.index[:n]]
+    if s.fsdd_per_digit > 0 or s.ambient_segments_per_file > 0:
+        clip = (train.clips.n_samples or int(train.first_batch(1).length)) / stft.sample_rate
+        extra = build_training_set(ctx.data.data_root, s.fsdd_per_digit, s.ambient_segments_per_file, ctx.seed,
+                                   ctx.progress, sample_rate=stft.sample_rate, duration=clip, esc10=False)
+        if len(extra):
+            parts.append(CaptionedClips(extra, stft.sample_rate))
+            index.append(range(len(extra)))
+    offsets = [0]
+    for p in parts[:-1]:
+        offsets.append(offsets[-1] + len(p))
+    flat = [o + int(i) for o, idx in zip(offsets, index) for i in idx]
+    if s.max_train_clips and int(s.max_train_clips) < len(flat):  # quick runs: evenly spaced subset
+        keep = torch.linspace(0, len(flat) - 1, int(s.max_train_clips)).long()
+        flat = [flat[int(i)] for i in keep]
+    st = ctx.config.streaming
+    return StreamingSpectrograms(ConcatDataset(parts), stft, clip_seconds=st.clip_seconds, crop=st.crop,
+                                 seed=ctx.seed, num_workers=st.workers, index=flat, keep_clean=False,
+                                 captions=LabelCaptions(train.classes, esc10_captions))
+
+
 def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
     s = ctx.section
     stft = ctx.data.stft
-    train = ctx.data.split("train")
+    train = ctx.data.train_split()
+    if is_stream(train):
+        stream = _lmac_zs_stream(ctx, train)
+        val = ctx.data.val_set()
+        k = min(int(s.val_clips), len(val))
+        idx = torch.linspace(0, len(val) - 1, k).long()
+        val_caps = [esc10_captions(val.classes[int(val.y[i])]) for i in idx]
+        ctx.log(f"[benchmark] fitting LMAC-ZS on {len(stream)} captioned clips (streamed) ({s.fit})")
+        obj = LMACZS(ctx.model, layers=list(s.layers), **s.init)
+        obj.fit(stream, val=(val.X[idx], val_caps), seed=ctx.seed, progress=ctx.progress, **s.fit)
+        return obj
     X = _limit(train.X, ctx.config.n_train)
     captions = [esc10_captions(train.classes[int(c)]) for c in train.y[: X.shape[0]]]
     if s.fsdd_per_digit > 0 or s.ambient_segments_per_file > 0:
@@ -515,7 +580,20 @@ def _lmac_zs_rows(ctx: MethodContext, obj: LMACZS) -> List[Row]:
 register_method(MethodSpec(
     name="lmac_zs", description="LMAC-ZS (Paissan et al., NeurIPS 2024): a text-conditioned decoder explains a zero-shot classifier",
     kind="learned", section=LMACZSSection, fit=_lmac_zs_fit, load=lambda path, ctx: LMACZS.load(path, ctx.model),
-    rows=_lmac_zs_rows, feature_domain=False))
+    cache_key=lambda ctx: with_stream_key(default_cache_key(ctx), ctx), rows=_lmac_zs_rows, feature_domain=False))
+
+
+# --- the floor of the ground-truth tables ------------------------------------------------------------
+
+
+def _mixture_rows(ctx: MethodContext, _fitted: Any) -> List[Row]:
+    return [Row(name=ctx.name, base=ctx.name, domain=ctx.domain, kind="reference",
+                attribute=lambda X: torch.ones_like(X), mask_rule="all ones: the unmasked input (the mixture itself)")]
+
+
+register_method(MethodSpec(
+    name="mixture", rows=_mixture_rows, kind="reference",
+    description="the unmasked input (an all-ones mask): the floor of the ground-truth metrics (SI-SDR of the mixture)"))
 
 
 __all__ = ["default_layers", "cam_layer", "fit_settings", "lmac_on", "baseline_spec", "magnitudes", "LMACSection",

@@ -39,6 +39,10 @@ Explainer = Callable[[nn.Module, Tensor, Tensor], Tensor]
 """``explain(model, X, target) -> mask``: a method recomputed on another (randomised) classifier."""
 
 
+KINDS = ("baseline", "learned", "reference")
+"""Method kinds: a mask baseline, a learned (fitted) method, a reference row (a floor, never ranked)."""
+
+
 @dataclass
 class Row:
     """One row of the result tables.
@@ -48,7 +52,8 @@ class Row:
         base: The registry name it comes from (``"l2i"`` for every L2I row).
         domain: ``"stft"`` or ``"mel"``.
         attribute: ``X -> mask`` (N, 1, F, T) in [0, 1] explaining the model's decision on X.
-        kind: ``"baseline"`` or ``"learned"``.
+        kind: ``"baseline"``, ``"learned"`` or ``"reference"`` (a floor such as the unmasked
+            mixture: shown in the tables, never counted as the best of a column).
         mask_rule: How the method's output becomes the mask.
         info: Fit information (seconds, best epoch, validation scores, cache file) for reports.
         explainer: ``explain(model, X, target) -> mask`` on another classifier of the same
@@ -126,7 +131,7 @@ class MethodSpec:
         name: Registry name (``--methods`` and config ``methods`` use it).
         rows: ``rows(ctx, fitted) -> list of Row`` (``fitted`` is None for a method without ``fit``).
         description: One line for listings and reports.
-        kind: ``"baseline"`` or ``"learned"``.
+        kind: ``"baseline"``, ``"learned"`` or ``"reference"`` (see :class:`Row`).
         section: Configuration section dataclass (None: the method has no section).
         fit: ``fit(ctx) -> explainer`` for a learned method (None: nothing to fit).
         load: ``load(path, ctx) -> explainer`` reading what the explainer's ``save(path)`` wrote.
@@ -157,8 +162,8 @@ class MethodSpec:
             raise InputError(f"method {self.name!r}: rows must be callable (ctx, fitted) -> list of Row")
         if self.fit is not None and self.load is None:
             raise InputError(f"method {self.name!r}: a fitted method needs load(path, ctx) for the interpreter cache")
-        if self.kind not in ("baseline", "learned"):
-            raise InputError(f"method {self.name!r}: kind must be 'baseline' or 'learned', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise InputError(f"method {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
 
 METHODS: Dict[str, MethodSpec] = {}
@@ -208,7 +213,7 @@ def get_method(name: str) -> MethodSpec:
 
 
 def method_names(kind: Optional[str] = None) -> List[str]:
-    """Registered method names (optionally only ``"baseline"`` or ``"learned"`` ones)."""
+    """Registered method names (optionally only those of one kind: ``"baseline"``, ``"learned"``, ``"reference"``)."""
     return [n for n, s in METHODS.items() if kind is None or s.kind == kind]
 
 

@@ -147,12 +147,14 @@ def _finite(v: Any) -> bool:
 
 def best_rows(rows: Sequence[Mapping[str, Any]], metric: str) -> set:
     """Indices of the rows holding the best value of ``metric`` (ties at display precision included;
-    none when all rows show the same value)."""
+    none when all rows show the same value; reference rows such as the unmasked mixture never count)."""
     higher = direction(metric)
     if higher is None:
         return set()
     vals = []
     for i, r in enumerate(rows):
+        if r.get("kind") == "reference":
+            continue
         v = row_value(r, metric)
         if _finite(v):
             vals.append((i, round(float(v), metric_info(metric).decimals)))

@@ -58,7 +58,7 @@ def default_data_root() -> Path:
     return (repo_root.parent / "shared" / "data").resolve()
 
 
-def _fix_length(waveform: Tensor, n_samples: int, pad: str = "end", crop: str = "start") -> Tensor:
+def fix_length(waveform: Tensor, n_samples: int, pad: str = "end", crop: str = "start") -> Tensor:
     """Crop or zero-pad a (samples,) waveform to ``n_samples``.
 
     ``pad`` / ``crop`` are ``"end"`` (keep/pad the start … pad at the end), ``"center"`` or
@@ -252,13 +252,19 @@ class LabelledAudioFolder(Dataset):
         return [p for p, _, _ in self._items]
 
     def __getitem__(self, i: int) -> Tuple[Tensor, int, Dict[str, object]]:
+        wave, label, meta = self.raw(i)
+        wave = fix_length(wave, self.n_samples, pad=self.pad, crop=self.crop)
+        return wave.contiguous(), label, meta
+
+    def raw(self, i: int) -> Tuple[Tensor, int, Dict[str, object]]:
+        """Item ``i`` at its own length (resampled, not cropped or padded): what streaming
+        readers (:class:`~captum_lmac.data.streaming.StreamingSpectrograms`) crop themselves."""
         n = len(self._items)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} items")
         path, label, meta = self._items[i]
         wave, _ = read_wav(path, self.sample_rate)
-        wave = _fix_length(wave.float(), self.n_samples, pad=self.pad, crop=self.crop)
-        return wave.contiguous(), int(label), dict(meta)
+        return wave.float(), int(label), dict(meta)
 
     def __repr__(self) -> str:
         return (
@@ -581,7 +587,7 @@ class _ClipFolder(Dataset):
         path = self.files[i]
         wave, _ = read_wav(path, self.sample_rate)
         if self.n_samples is not None:
-            wave = _fix_length(wave, self.n_samples, pad="end", crop="start")
+            wave = fix_length(wave, self.n_samples, pad="end", crop="start")
         return wave.float().contiguous(), -1, {"path": str(path)}
 
     def _file_info(self, i: int) -> Tuple[int, int]:

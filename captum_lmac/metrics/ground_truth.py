@@ -133,7 +133,10 @@ def mask_precision_recall(mask: Tensor, oracle: Tensor, threshold: float = 0.5) 
 
 
 class GroundTruthScorer(Scorer):
-    """Precision / recall against the oracle mask and (STFT domain) SI-SDR against the true source."""
+    """Precision / recall against the oracle mask and (STFT domain) SI-SDR against the true source.
+
+    Clips whose true source is silent (a noise-only clip of the speech-in-noise suite) have no
+    ground truth: their values are NaN and skipped by the aggregates."""
 
     name = "ground_truth"
     metrics = GROUND_TRUTH
@@ -143,6 +146,9 @@ class GroundTruthScorer(Scorer):
 
     def compute(self, ctx: EvalContext) -> Dict[str, np.ndarray]:
         pr = mask_precision_recall(ctx.masks, ctx.gt["oracle"])
+        if "target_wave" in ctx.gt:  # no true source in a clip (e.g. a noise-only clip): nothing to score
+            silent = ctx.gt["target_wave"].detach().flatten(1).abs().amax(dim=1).cpu() == 0
+            pr["precision"] = torch.where(silent, torch.full_like(pr["precision"], float("nan")), pr["precision"])
         out = {"precision": pr["precision"].numpy(), "recall": pr["recall"].numpy()}
         if ctx.listen is not None:
             out["SI-SDR"] = si_sdr(ctx.listen(ctx.masks), ctx.gt["target_wave"]).numpy()

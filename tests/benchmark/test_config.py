@@ -77,3 +77,12 @@ def test_builtin_suites_and_files(tmp_path):
     f.write_text(json.dumps({"n_tset": 20}))
     with pytest.raises(InputError, match=f"unknown key {f}.n_tset"):
         load_config(f)
+
+
+def test_choosing_methods_narrows_the_feature_domain_subset():
+    from captum_lmac.benchmark.config import load_config
+
+    cfg = load_config("esc10", {"methods": ["gradcam", "lmac_td"]})
+    assert cfg.methods == ["gradcam", "lmac_td"] and cfg.feature_domain_methods == ["gradcam"]
+    with pytest.raises(InputError, match="feature_domain_methods"):
+        load_config("esc10", {"methods": ["gradcam"], "feature_domain_methods": ["lmac"]})

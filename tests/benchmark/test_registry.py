@@ -111,3 +111,22 @@ def test_registry_lookup_and_errors(energy):
         MethodSpec(name="x", rows=_rows, fit=_fit)
     with pytest.raises(InputError, match="unknown key config.energy.sharpnes"):
         from_dict({"energy": {"sharpnes": 2}})
+
+
+def test_mixture_row_is_the_ground_truth_floor_and_never_the_best(tiny, make_config, tmp_path):
+    from captum_lmac.benchmark.report import best_rows
+    from captum_lmac.metrics import si_sdr
+
+    model, stft, data = tiny
+    cfg = make_config(methods=["mixture", "gradcam"], conditions=["in-domain"], domains=["stft"], n_test=None,
+                      sanity={"enabled": False}, report={"n_examples": 0})
+    res = run_benchmark(model, stft, data, config=cfg, cache_dir=tmp_path, progress=False)
+    rows = {r["method"]: r for r in res["rows"]}
+    mix = rows["mixture"]
+    assert mix["kind"] == "reference" and get_method("mixture").kind == "reference"
+    assert mix["metrics"]["MM"]["mean"] == pytest.approx(1.0) and mix["metrics"]["AD"]["mean"] == pytest.approx(0.0)
+    test = data["test"]
+    floor = si_sdr(test.waveform, test.extra["clean"]).mean()
+    assert mix["n"] == test.X.shape[0] and mix["metrics"]["SI-SDR"]["mean"] == pytest.approx(float(floor), abs=0.05)
+    ordered = [rows["mixture"], rows["gradcam"]]
+    assert 0 not in best_rows(ordered, "Fid-In") and 0 not in best_rows(ordered, "AD")

@@ -128,7 +128,7 @@ def test_wham_pairs_modes(tiny, tmp_path):
 
     model, stft, data = tiny
     pairs, what = wham_pairs(data["train"], stft, mode="auto")
-    assert "clean event" in what and torch.equal(pairs.extra["clean_X"], data["train"].extra["clean_X"])
+    assert "clean source" in what and torch.equal(pairs.extra["clean_X"], data["train"].extra["clean_X"])
     noise = tmp_path / "noise"
     noise.mkdir()
     sf.write(str(noise / "n.wav"), (0.1 * np.random.default_rng(0).standard_normal(20000)).astype(np.float32), 16000)
@@ -234,6 +234,14 @@ def test_cli_trains_and_caches_a_recipe_classifier(tmp_path, speech_dir):
     assert pt.stat().st_mtime_ns == stamp  # reused, not retrained
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["method"] for r in res["rows"]] == ["gradcam"] and res["examples"] == []
+    # another classifier seed is another cached classifier; another recipe retrains the cached one
+    assert main(args + ["--set", "classifier.seed=1"]) == 0
+    assert (tmp_path / "cache" / "classifiers" / "tiny_recipe-seed1.pt").is_file()
+    assert pt.stat().st_mtime_ns == stamp
+    assert main(args + ["--set", "classifier.recipe.epochs=2"]) == 0
+    assert pt.stat().st_mtime_ns != stamp
+    info = json.loads((tmp_path / "cache" / "classifiers" / "tiny_recipe.json").read_text())
+    assert info["config"]["epochs"] == 2 and info["seed"] == 0
 
 
 def test_interpreter_seeds_give_mean_and_sd(tiny, make_config, tmp_path):

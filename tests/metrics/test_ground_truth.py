@@ -39,3 +39,22 @@ def test_oracle_mask_and_precision_recall():
     # sample 1: empty prediction -> precision undefined, recall 0, F1 0
     assert math.isnan(r["precision"][1].item()) and r["recall"][1].item() == 0 and r["f1"][1].item() == 0
 
+
+
+def test_clips_without_a_true_source_are_skipped():
+    """A noise-only clip (silent target) has no ground truth: NaN, not a precision of 0."""
+    from captum_lmac.metrics import EvalContext
+    from captum_lmac.metrics.ground_truth import GroundTruthScorer
+
+    torch.manual_seed(0)
+    target = torch.randn(2, 400)
+    target[0] = 0.0  # noise only
+    oracle = torch.zeros(2, 1, 4, 5)
+    oracle[1, :, :2] = 1.0
+    masks = torch.ones(2, 1, 4, 5)
+    ctx = EvalContext(model=lambda X: X.flatten(1)[:, :2], X=torch.rand(2, 1, 4, 5), masks=masks,
+                      gt={"target_wave": target, "oracle": oracle}, listen=lambda M: target + 0.1)
+    out = GroundTruthScorer().compute(ctx)
+    assert math.isnan(out["precision"][0]) and out["precision"][1] == pytest.approx(0.5)
+    assert math.isnan(out["recall"][0]) and out["recall"][1] == 1.0
+    assert math.isnan(out["SI-SDR"][0]) and out["SI-SDR"][1] > 20
