@@ -45,18 +45,25 @@ import captum_lmac as cl
 from captum_lmac.benchmark.config import builtin_config
 from captum_lmac.benchmark.methods import default_layers
 from captum_lmac.benchmark.suites import STFT_DEFAULTS
-from captum_lmac.training import build_classifier
+try:
+    from captum_lmac.training import build_classifier
+except ImportError:  # the code before the refactor of issue 9
+    from captum_lmac.train import build_classifier
 assert cl.__file__.startswith(args["root"]), cl.__file__
 cfg = builtin_config(args["suite"])
-sec, rec = cfg.section("lmac"), cfg.classifier.recipe
+if hasattr(cfg, "section"):
+    sec = cfg.section("lmac")
+    init, fit, rec = dict(sec.init), dict(sec.fit), cfg.classifier.recipe
+else:  # before issue 9 the config was a plain dict and the recipes a table of the suites module
+    from captum_lmac.benchmark.suites import TRAIN_CONFIGS
+    init, fit, rec = dict(cfg["lmac"]["init"]), dict(cfg["lmac"]["fit"]), TRAIN_CONFIGS[args["suite"]]
 data = torch.load(args["data"])
 model = build_classifier(int(data["n_classes"]), cl.STFT(**STFT_DEFAULTS), n_mels=rec["n_mels"], channels=rec["channels"])
 if args.get("classifier"):
     model.load_state_dict(torch.load(args["classifier"]))
 model.eval()
-fit = dict(sec.fit)
 fit.update(args.get("fit") or {})
-lm = cl.LMAC(model, default_layers(model), **sec.init)
+lm = cl.LMAC(model, default_layers(model), **init)
 if args.get("profile"):
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -70,7 +77,7 @@ hist = lm.fit(data["train"], val=data["val"], progress=False, seed=0, **fit)
 wall, cpu = time.time() - t0, time.process_time() - c0
 best = hist.get("best_epoch", len(hist["loss"]) - 1)
 print("RESULT", json.dumps({"seconds": wall, "cpu_seconds": cpu, "epochs": len(hist["loss"]), "fit": fit,
-                            "init": sec.init, "package": cl.__file__,
+                            "init": init, "package": cl.__file__,
                             "val_fid_in": hist.get("val_fid_in", [None] * (best + 1))[best],
                             "val_mask_mean": hist.get("val_mask_mean", [None] * (best + 1))[best]}))
 '''
