@@ -43,8 +43,8 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import Subset
 
-from captum_lmac import L2I, LMAC, LMACZS, STFT, SyntheticEvents, build_classifier, to_spectrograms
-from captum_lmac.attr._learned import iterate_batches
+from captum_lmac import L2I, LMAC, LMACTD, LMACZS, STFT, SyntheticEvents, build_classifier, to_spectrograms
+from captum_lmac.attr._learned import in_memory, iterate_batches, iterate_cached
 from captum_lmac.data import ESC50, default_data_root
 from captum_lmac.nn.zeroshot import ZeroShotClassifier
 from captum_lmac.training import load_classifier
@@ -106,12 +106,13 @@ def load_inputs(args: argparse.Namespace, stft: STFT) -> torch.Tensor:
         ds = Subset(esc, range(min(n, len(esc))))
     else:
         ds = SyntheticEvents(n, seed=0, sample_rate=stft.sample_rate, duration=5.0)
-    return to_spectrograms(ds, stft, keep=(), progress=False).X
+    sets = to_spectrograms(ds, stft, progress=False)
+    return sets.X, sets.waveform
 
 
 def profile_step(model: nn.Module, X: torch.Tensor, args: argparse.Namespace) -> Dict[str, object]:
     lmac = LMAC(model, LAYERS, hidden=args.hidden)
-    lmac.fit(X[: args.batch_size], epochs=0, progress=False)  # builds the decoder and the loss settings only
+    lmac.fit(X[: args.batch_size], epochs=1, progress=False)  # builds the decoder and the loss settings
     opt = torch.optim.Adam(lmac.decoder.parameters(), lr=1e-3, weight_decay=2e-6)
     timer = Timer()
     handles = timer.hook(model, "classifier forward") + timer.hook(lmac.decoder, "decoder forward")
@@ -123,11 +124,17 @@ def profile_step(model: nn.Module, X: torch.Tensor, args: argparse.Namespace) ->
     for p in model.parameters():
         p.requires_grad_(False)
     lmac.decoder.train()
+    # as LMAC.fit does for in-memory data: the frozen classifier's outputs on the clean clips once
+    # (timed apart: one classifier forward per clip per fit, not per step)
+    t_cache = time.perf_counter()
+    cache = lmac._classifier_outputs(X, 32, 1e9) if hasattr(lmac, "_classifier_outputs") else None
+    t_cache = time.perf_counter() - t_cache
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         batch = next(batches, None)
         if batch is None:
-            batches = iterate_batches(X, args.batch_size, gen)
+            batches = (iterate_cached(in_memory(X), cache, args.batch_size, gen) if cache is not None
+                       else iterate_batches(X, args.batch_size, gen))
             batch = next(batches)
         t_data = time.perf_counter() - t0
         timer.reset()
@@ -156,22 +163,25 @@ def profile_step(model: nn.Module, X: torch.Tensor, args: argparse.Namespace) ->
         h.remove()
     med = {k: statistics.median(v) for k, v in rows.items()}
     out = {"batch_size": args.batch_size, "steps": args.steps, "forward_calls_per_step": calls,
+           "clean_outputs_cached": cache is not None,
+           "cache_seconds_per_clip": round(t_cache / X.shape[0], 4) if cache is not None else None,
            "seconds": {k: round(v, 4) for k, v in med.items()},
            "share": {k: round(v / med["step total"], 3) for k, v in med.items() if k != "step total"}}
     if args.torch_profile:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             opt.zero_grad()
-            terms, _ = lmac._train_step(next(iterate_batches(X, args.batch_size, gen)))
+            terms, _ = lmac._train_step(next(batches))
             terms["loss"].backward()
             opt.step()
         out["torch_profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
     return out
 
 
-def profile_attribute(model: nn.Module, X: torch.Tensor, args: argparse.Namespace) -> Dict[str, object]:
-    xb = X[: args.batch_size]
+def profile_attribute(model: nn.Module, X: torch.Tensor, waves: torch.Tensor, stft: STFT,
+                      args: argparse.Namespace) -> Dict[str, object]:
+    xb, wb = X[: args.batch_size], waves[: args.batch_size]
     lmac = LMAC(model, LAYERS, hidden=args.hidden)
-    lmac.fit(X[: args.batch_size], epochs=0, progress=False)
+    lmac.fit(X[: args.batch_size], epochs=1, progress=False)
     timer = Timer()
     handles = timer.hook(model, "classifier forward") + timer.hook(lmac.decoder, "decoder forward")
     with torch.no_grad():
@@ -186,7 +196,7 @@ def profile_attribute(model: nn.Module, X: torch.Tensor, args: argparse.Namespac
     split["rest (checks, sigmoid, target)"] = total - sum(split.values())
 
     l2i = L2I(model, LAYERS[-2:], n_components=100, hidden=64)
-    l2i.fit(X, epochs=0, batch_size=args.batch_size, progress=False, nmf_iter=20)
+    l2i.fit(X, epochs=1, batch_size=args.batch_size, progress=False, nmf_iter=20)
     emb = nn.Sequential(model, nn.Linear(int(model(xb[:1]).shape[1]), 16)).eval()
     torch.manual_seed(0)
     prompts = [f"this is the sound of {w}" for w in ("dog", "rain", "a clock", "a saw", "the sea", "fire")]
@@ -196,13 +206,20 @@ def profile_attribute(model: nn.Module, X: torch.Tensor, args: argparse.Namespac
     lmac_zs = LMACZS(zs, layers=[f"audio_encoder.{n}" for n in zs_layers], hidden=32)
     lmac_zs.fit((X[:8], captions), epochs=1, batch_size=4, texts_per_audio=2, progress=False)
 
+    # LMAC-TD explains the waveform: its reference is one forward of the waveform model (STFT + classifier)
+    td = LMACTD(model, LAYERS, stft=stft)
+    td.fit(waves[:8], epochs=1, batch_size=4, autoencoder_steps=2, progress=False)
+    wave_model = td.model
+
     rows = {}
     with torch.no_grad():
         t_clf = median_time(lambda: model(xb), args.repeats)
+        t_wave = median_time(lambda: wave_model(wb), args.repeats)
         t_zs = median_time(lambda: zs(xb), args.repeats)
         for name, fn, ref in [("L-MAC", lambda: lmac.attribute(xb), t_clf),
                               ("L2I (RT 0.2)", lambda: l2i.attribute(xb, threshold=0.2), t_clf),
-                              ("LMAC-ZS", lambda: lmac_zs.attribute(xb), t_zs)]:
+                              ("LMAC-ZS", lambda: lmac_zs.attribute(xb), t_zs),
+                              ("LMAC-TD (α 0.75)", lambda: td.attribute(wb), t_wave)]:
             t = median_time(fn, args.repeats)
             rows[name] = {"attribute_seconds": round(t, 4), "forward_seconds": round(ref, 4),
                           "ratio_to_forward": round(t / ref, 2)}
@@ -249,11 +266,11 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = build_classifier(n_classes=10, stft=stft, n_mels=80, channels=(8, 16, 32, 64))
     model.eval()
-    X = load_inputs(args, stft)
+    X, waves = load_inputs(args, stft)
     res = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "input_shape": list(X.shape[1:]),
            "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d")}
     res["fit_step"] = profile_step(model, X, args)
-    res["attribute"] = profile_attribute(model, X, args)
+    res["attribute"] = profile_attribute(model, X, waves, stft, args)
     text = report(res)
     print(text)
     if args.torch_profile:

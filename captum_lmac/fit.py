@@ -116,9 +116,9 @@ def fit_interpreter(
     layers: Union[str, Sequence[str]] = "auto",
     stft: Optional[Dict[str, Any]] = None,
     duration: float = 5.0,
-    epochs: int = 10,
+    epochs: int = 12,
     batch_size: int = 16,
-    lr: float = 1e-3,
+    lr: float = 2e-3,
     val_fraction: float = 0.1,
     seed: int = 0,
     progress: bool = True,
@@ -250,9 +250,9 @@ def build_parser(prog: str = "captum-lmac fit") -> argparse.ArgumentParser:
     p.add_argument("--hop-length", type=int, default=DEFAULT_STFT["hop_length"])
     p.add_argument("--win-length", type=int, default=DEFAULT_STFT["win_length"])
     p.add_argument("--window", default=DEFAULT_STFT["window"], choices=["hamming", "hann"])
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=12, help="default: L-MAC's (issue 14)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2e-3, help="default: L-MAC's (issue 14)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

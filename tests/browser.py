@@ -184,7 +184,7 @@ _INSPECT = r"""
     methods = [];
     for (const tr of Array.from(table.rows)) {
       const c = tr.cells[0];
-      if (c && c.tagName === 'TD') methods.push(c.textContent.trim());
+      if (c && c.tagName === 'TD') methods.push(c.textContent.replace('\u26a0', '').trim());  // a flagged row: 'lmac ⚠'
     }
   }
   return {images, audio, methods, title: document.title};

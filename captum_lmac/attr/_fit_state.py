@@ -61,6 +61,9 @@ def stop_on_signals(enabled: bool = True) -> Iterator[StopRequest]:
             raise SystemExit(128 + signum)
         stop.signum = signum
 
+    # a first signal only sets a flag: an atomic write in progress (a checkpoint) is let finish rather
+    # than aborted (see captum_lmac._io.atomic_write); a second one still removes its partial file
+    handler._captum_lmac = True  # type: ignore[attr-defined]
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.getsignal(sig)
         signal.signal(sig, handler)

@@ -33,7 +33,7 @@ from ..data.batch import Batch
 from ..data.streaming import is_stream
 from ..data.tensors import SpectrogramSet
 from ..errors import CheckpointError, FitInterrupted, InputError, NotFittedError
-from ..nn.adapters import needs_phase, using_phase
+from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..nn.auto_layers import auto_layers
 from ..nn.hooks import Hook, LayerRecorder, LayerSpec, resolve_hooks
 from ._fit_state import (FitCheckpointer, StopRequest, check_resumable, json_float, load_fit_state,
@@ -186,6 +186,47 @@ def materialise(batches: Any) -> Any:
     if isinstance(batches, Iterator) and not is_stream(batches):
         return list(batches)
     return batches
+
+
+@dataclass
+class InMemory:
+    """Training data held as tensors (a tensor, a tuple of tensors or a :class:`SpectrogramSet`):
+    inputs, clean parts of mixtures, phase and clip length (the last three may be None)."""
+
+    X: Tensor
+    clean: Optional[Tensor] = None
+    phase: Optional[Tensor] = None
+    length: Optional[int] = None
+
+
+def in_memory(data: Any, pairs_key: str = "clean_X") -> Optional[InMemory]:
+    """``data`` as :class:`InMemory` when :func:`iterate_batches` would shuffle it from tensors, else None."""
+    if isinstance(data, SpectrogramSet):
+        return InMemory(data.X, data.extra.get(pairs_key), data.phase, int(data.waveform.shape[-1]))
+    if torch.is_tensor(data):
+        return InMemory(data)
+    if isinstance(data, tuple) and data and all(torch.is_tensor(b) for b in data):
+        return InMemory(data[0], data[1] if len(data) > 1 else None)
+    return None
+
+
+def iterate_cached(data: InMemory, cache: Any, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+    """One epoch over in-memory data with precomputed per-clip values (``cache``: a tensor, or a tuple /
+    list of tensors and lists of tensors, indexed along the first dimension) in ``Batch.extra``.
+
+    The batches are those :func:`iterate_batches` gives for the same data and generator (same order)."""
+
+    def take(c: Any, idx: Tensor) -> Any:
+        if torch.is_tensor(c):
+            return c[idx]
+        return type(c)(take(v, idx) for v in c)
+
+    n = data.X.shape[0]
+    order = torch.randperm(n, generator=generator)
+    for s in range(0, n, batch_size):
+        idx = order[s : s + batch_size]
+        yield Batch(data.X[idx], data.clean[idx] if data.clean is not None else None,
+                    data.phase[idx] if data.phase is not None else None, data.length, extra=take(cache, idx))
 
 
 @dataclass
@@ -385,6 +426,29 @@ class LearnedAttribution(Attribution):
             raise InputError(f"the classifier returned NaN or infinite outputs for inputs of shape {tuple(x.shape)}; "
                              "refusing to explain them")
         return out, list(feats)
+
+    def _classifier_outputs(
+        self, X: Tensor, batch_size: int, max_bytes: float
+    ) -> Optional[Tuple[Tensor, List[Tensor]]]:
+        """Logits and hooked outputs of the frozen classifier for all of X, or None if they would
+        take more than ``max_bytes`` (then they are recomputed per batch). Exact: the classifier is
+        frozen and in eval mode, so its outputs do not change between epochs. A classifier that
+        needs the clips' phase must have it bound for all of X (each chunk takes its rows)."""
+        if max_bytes <= 0:
+            return None
+        with torch.no_grad(), bound_slice(self.model, 0, 1):
+            logits, feats = self.forward_with_features(X[:1])
+        per_clip = sum(f.numel() * f.element_size() for f in [logits, *feats])
+        if per_clip * X.shape[0] > max_bytes:
+            return None
+        logits, parts = [], []
+        with torch.no_grad():
+            for s in range(0, X.shape[0], batch_size):
+                with bound_slice(self.model, s, s + batch_size):
+                    lg, fs = self.forward_with_features(X[s : s + batch_size])
+                logits.append(lg)
+                parts.append(fs)
+        return torch.cat(logits), [torch.cat([fs[i] for fs in parts]) for i in range(len(parts[0]))]
 
     def n_parameters(self) -> int:
         """Trainable parameters of the fitted decoder / interpreter."""
@@ -815,4 +879,4 @@ class LearnedAttribution(Attribution):
 
 
 __all__ = ["LearnedAttribution", "FitPlan", "Batch", "as_batch", "TargetType", "format_target", "unpack_inputs",
-           "iterate_batches", "materialise", "evaluate_stream"]
+           "iterate_batches", "materialise", "evaluate_stream", "InMemory", "in_memory", "iterate_cached"]

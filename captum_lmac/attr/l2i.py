@@ -347,27 +347,6 @@ class L2I(LearnedAttribution):
         return (mask,) if was_tuple else mask
 
     # ------------------------------------------------------------------ training
-    def _classifier_outputs(
-        self, X: Tensor, batch_size: int, max_bytes: float
-    ) -> Optional[Tuple[Tensor, List[Tensor]]]:
-        """Logits and hooked outputs of the frozen classifier for all of X, or None if they would
-        take more than ``max_bytes`` (then they are recomputed per batch). Exact: the classifier is
-        frozen and in eval mode, so its outputs do not change between epochs."""
-        if max_bytes <= 0:
-            return None
-        with torch.no_grad(), bound_slice(self.model, 0, 1):
-            _, feats = self.forward_with_features(X[:1])
-        if sum(f.numel() * f.element_size() for f in feats) * X.shape[0] > max_bytes:
-            return None
-        logits, parts = [], []
-        with torch.no_grad():
-            for s in range(0, X.shape[0], batch_size):
-                with bound_slice(self.model, s, s + batch_size):
-                    lg, fs = self.forward_with_features(X[s : s + batch_size])
-                logits.append(lg)
-                parts.append(fs)
-        return torch.cat(logits), [torch.cat([fs[i] for fs in parts]) for i in range(len(parts[0]))]
-
     def _loss_terms(self, X: Tensor, alpha: float, beta: float,
                     pre: Optional[Tuple[Tensor, List[Tensor]]] = None) -> Dict[str, Tensor]:
         if pre is None:

@@ -112,11 +112,28 @@ class ClassifierConfig:
 
 @dataclass
 class SanityConfig:
-    """The cascading-randomisation check: on ``n_clips`` test clips, for ``methods``."""
+    """The cascading-randomisation check: on ``n_clips`` test clips, for ``methods``.
+
+    Learned methods that can be refitted (L-MAC) appear twice: ``<name>`` keeps the fitted decoder
+    at every stage (cheap); ``<name> (refit)`` fits the method again on the randomised classifier
+    with the suite's fit settings — the like-with-like comparison with the gradient methods, which
+    are recomputed on it — at the stages ``refit`` names: ``"last"`` (default: everything
+    randomised, one extra fit), ``"all"`` (a fit per stage) or ``"none"``. ``refit_epochs``
+    overrides the fit's epochs (null: the suite's; fewer epochs make it cheaper but no longer the
+    same procedure)."""
 
     enabled: bool = True
     n_clips: int = 16
     methods: List[str] = field(default_factory=lambda: ["lmac", "gradcam"])
+    refit: str = "last"
+    refit_epochs: Optional[int] = None
+
+    def validate(self, where: str) -> None:
+        if self.refit not in ("none", "last", "all"):
+            raise InputError(f"{where}.refit must be 'none', 'last' or 'all', got {self.refit!r}")
+        if self.refit_epochs is not None and (isinstance(self.refit_epochs, bool) or not isinstance(self.refit_epochs, int)
+                                              or self.refit_epochs < 1):
+            raise InputError(f"{where}.refit_epochs must be a positive number of epochs or null, got {self.refit_epochs!r}")
 
 
 @dataclass

@@ -567,6 +567,12 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                     "condition_label": cond.label, "snr_db": cond.snr_db, "method": r.name, "base_method": r.base,
                     "kind": r.kind, "n": int(X_dom.shape[0]), "ms_per_clip": ms, "metrics": aggs,
                 }
+                flagged = [w for w in (r.info or {}).get("warnings") or []]
+                for s_, more in more_seeds.items():
+                    if r.name in more:
+                        flagged += [f"seed {s_}: {w}" for w in (more[r.name].info or {}).get("warnings") or []]
+                if flagged:  # the fit did not learn (the reports flag the row)
+                    entry["fit_warnings"] = flagged
                 if r.kind == "learned" and len(seeds) > 1:
                     entry["seeds"] = seed_summary(seeds, [per] + [
                         evaluate_row(more_seeds[s_][r.name], m_dom, X_dom, s, bs, gt_info, listen, cfg, log, seed,

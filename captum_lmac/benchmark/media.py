@@ -168,20 +168,35 @@ def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: S
 
 
 
+def _values(v: Sequence[Any]) -> np.ndarray:
+    return np.asarray([np.nan if a is None else a for a in v], dtype=float)
+
+
 def plot_cascading(result: Mapping[str, object], path, title: Optional[str] = None):
-    """Plot SSIM vs randomisation depth for every method (mean and 95 % CI band); save a PNG."""
+    """Plot SSIM vs randomisation depth for every method (mean and 95 % CI band; methods computed at
+    some stages only as dashed markers with their CI) and each method's chance level (dotted: SSIM
+    with another clip's explanation); save a PNG."""
     labels = list(result["stages"])
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(labels) + 2), 3.6))
     for name, r in result["methods"].items():
-        mean = np.asarray(r["mean"], dtype=float)
-        ax.plot(x, mean, marker="o", label=name)
-        ax.fill_between(x, np.asarray(r["lo"], dtype=float), np.asarray(r["hi"], dtype=float), alpha=0.2)
+        mean = _values(r["mean"])
+        ok = np.isfinite(mean)
+        if not ok.all():  # computed at some stages only (e.g. refitted at the last stage): dashed
+            (line,) = ax.plot(x[ok], mean[ok], marker="s", ls="--", label=name)
+            ax.errorbar(x[ok], mean[ok], yerr=[mean[ok] - _values(r["lo"])[ok], _values(r["hi"])[ok] - mean[ok]],
+                        fmt="none", ecolor=line.get_color(), alpha=0.5)
+        else:
+            (line,) = ax.plot(x, mean, marker="o", label=name)
+            ax.fill_between(x, _values(r["lo"]), _values(r["hi"]), alpha=0.2)
+        chance = r.get("chance")
+        if chance is not None and np.isfinite(chance):
+            ax.axhline(chance, color=line.get_color(), ls=":", lw=1, alpha=0.8)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("randomised (cascading, from the logits down)")
-    ax.set_ylabel("SSIM(original, randomised)")
+    ax.set_ylabel("SSIM(original, randomised)\n(dotted: another clip's explanation)")
     ax.set_title(title or f"Cascading model randomisation (n = {result.get('n')})")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -151,8 +152,9 @@ class LMACSection(Section):
     (``init``) and :meth:`~captum_lmac.LMAC.fit` (``fit``; ``fit_mel`` overrides in the feature domain)."""
 
     layers: Union[None, str, List[Any]] = None
-    init: Dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "use_input": True, "mask_domain": "linear"})
-    fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "lr": 1e-3, "batch_size": 16})
+    init: Dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "use_input": False, "mask_domain": "linear"})
+    fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 12, "lr": 2e-3, "batch_size": 16, "lambda_s": 2.0,
+                                                         "out_loss": "bounded"})
     fit_mel: Dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
@@ -163,10 +165,7 @@ class LMACSection(Section):
 
 def lmac_on(model: nn.Module, fitted: LMAC) -> LMAC:
     """An L-MAC that uses ``fitted``'s decoder (unchanged) on another classifier of the same architecture."""
-    other = LMAC(model, [Hook.from_config(c) for c in fitted.layer_specs()], hidden=fitted.hidden,
-                 use_input=fitted.use_input, mask_domain=fitted.mask_domain, sequence_layout=fitted.sequence_layout)
-    other.decoder = fitted.decoder
-    return other
+    return fitted.on(model)
 
 
 def layer_specs(layers: Union[str, List[Any]]) -> Union[str, List[Any]]:
@@ -224,10 +223,39 @@ def _lmac_explainer(obj: LMAC):
     return explainer
 
 
+def _lmac_refit(ctx: MethodContext, obj: LMAC):
+    """``refit(epochs)`` → an explainer that fits a new L-MAC (``obj``'s settings, the suite's fit
+    settings and training / validation clips) on the classifier it is given; each refit's time and
+    warnings are appended to ``refit.fits`` (a randomised classifier usually gives a near-empty mask,
+    which the fit rightly reports as not learned)."""
+    fits: List[Dict[str, Any]] = []
+
+    def refit(epochs: Optional[int] = None):
+        def explainer(m: nn.Module, X: Tensor, target: Tensor) -> Tensor:
+            if m is ctx.model:
+                return obj.attribute(X)
+            fit = fit_settings(ctx.section, ctx.domain)
+            if epochs is not None:
+                fit["epochs"] = int(epochs)
+            other = obj.unfitted_copy(m)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # recorded in the history and in refit.fits
+                hist = other.fit(ctx.data.fit_data("train", ctx.config.n_train), val=ctx.data.fit_data("val"),
+                                 seed=ctx.seed, progress=False, **fit)
+            fits.append({"epochs": len(hist["loss"]), "seconds": round(float(hist["seconds"]), 1),
+                         "mask_stats": hist.get("mask_stats"), "warnings": hist.get("warnings", [])})
+            return other.attribute(X)
+        return explainer
+
+    refit.fits = fits
+    return refit
+
+
 def _lmac_rows(ctx: MethodContext, obj: LMAC) -> List[Row]:
     return [Row(name=ctx.name, base=ctx.name, domain=ctx.domain, attribute=lambda X: obj.attribute(X), kind="learned",
                 mask_rule="decoder output (sigmoid) on the input grid, used as is", info=_learned_info(obj),
-                explainer=_lmac_explainer(obj), method=obj)]
+                explainer=_lmac_explainer(obj), method=obj,
+                refit=_lmac_refit(ctx, obj) if ctx.name == "lmac" else None)]
 
 
 register_method(MethodSpec(

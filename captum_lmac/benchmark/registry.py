@@ -61,6 +61,11 @@ class Row:
         method: The fitted explainer object behind the row (method-specific metrics read it).
         options: Row-specific options (e.g. ``{"threshold": 0.2}``).
         masked: ``(X, M) -> (X_in, X_out)`` when the explanation is not ``M ⊙ X`` / ``(1 − M) ⊙ X``.
+        refit: For learned methods that can be fitted again on another classifier: ``refit(epochs)``
+            → an :data:`Explainer` that fits the method on the model it is given (with the suite's
+            fit settings; ``epochs`` None = the suite's) and explains with it — the like-with-like
+            randomisation check (``sanity.refit``). On the original classifier it returns the
+            row's own explanation (that fit has been done).
         clips: For methods that explain the clip itself rather than a mask on X (LMAC-TD): an
             object with ``masks(X, phase, length)`` (an STFT-domain view of the explanation, for
             the mask metrics and pictures), ``masked(X, M, phase, length) -> (X_in, X_out, P_in,
@@ -80,6 +85,7 @@ class Row:
     method: Any = None
     options: Dict[str, Any] = field(default_factory=dict)
     masked: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]] = None
+    refit: Optional[Callable[[Optional[int]], Explainer]] = None
     clips: Any = None
 
 
@@ -250,8 +256,10 @@ INFO_KEYS = ("cache_file", "pairs_description")
 
 
 def history_summary(hist: Dict[str, Any]) -> Dict[str, Any]:
-    """Fit information: best epoch, time, the validation scores at the best epoch and, under ``"history"``,
-    every per-epoch series of the fit (training loss terms and ``val_*`` scores; non-finite values as None)."""
+    """Fit information: best epoch, time, the validation scores at the best epoch, ``mask_stats`` and
+    ``warnings`` (a fit that did not learn; the reports flag its rows) where the method records them and,
+    under ``"history"``, every per-epoch series of the fit (training loss terms and ``val_*`` scores;
+    non-finite values as None)."""
     out: Dict[str, Any] = {}
     best = hist.get("best_epoch")
     if best is not None:
@@ -265,6 +273,10 @@ def history_summary(hist: Dict[str, Any]) -> Dict[str, Any]:
             out[k] = round(float(v[i]), 4) if v[i] is not None else None
     if isinstance(hist.get("loss"), list):
         out["epochs_run"] = len(hist["loss"])
+    if isinstance(hist.get("mask_stats"), dict):  # how much the fitted masks vary (L-MAC)
+        out["mask_stats"] = {k: round(float(v), 4) if _finite_number(v) else v for k, v in hist["mask_stats"].items()}
+    if isinstance(hist.get("warnings"), list):  # why the fit may not have learned (empty: it did); reports flag the row
+        out["warnings"] = [str(w) for w in hist["warnings"]]
     curves = {k: [None if not _finite_number(x) else round(float(x), 6) for x in v]
               for k, v in hist.items() if isinstance(v, list) and v and all(_is_number(x) or x is None for x in v)}
     if curves:

@@ -381,10 +381,40 @@ def _fit_cells(info: Mapping[str, Any]) -> List[str]:
         "–" if not _finite(info.get("seconds")) else f"{info['seconds']:.0f}",
         "–" if not isinstance(info.get("decoder_parameters"), int) else f"{info['decoder_parameters']:,}",
         vals or "–",
+        _fit_check(info),
     ]
 
 
-_FIT_HEAD = ["Fit", "kept epoch", "epochs", "seconds", "parameters", "validation at the kept epoch"]
+_SANITY_NOTE = ("Gradient methods are recomputed on the randomised classifier; a learned method keeps its fitted "
+                "decoder (reading the randomised classifier's layers) at every stage, and its '(refit)' row is fitted "
+                "again on the randomised classifier with the suite's fit settings (the like-with-like comparison; "
+                "– = stage not refitted). 'another clip': SSIM between a clip's explanation and another clip's — "
+                "what an unrelated explanation of the same sparsity scores.")
+
+_FIT_HEAD = ["Fit", "kept epoch", "epochs", "seconds", "parameters", "validation at the kept epoch", "fit check"]
+
+FLAG = "⚠"
+"""Marks a row whose fit warned that it did not learn (near-constant masks, mask mean stuck near 0.5)."""
+
+
+def method_label(row: Mapping[str, Any]) -> str:
+    """The method name of a result row, with :data:`FLAG` when its fit did not learn (``fit_warnings``)."""
+    return f"{row['method']} {FLAG}" if row.get("fit_warnings") else str(row["method"])
+
+
+def _fit_check(info: Mapping[str, Any]) -> str:
+    if "warnings" not in info:
+        return "–"
+    return f"{FLAG} did not learn: " + "; ".join(info["warnings"]) if info["warnings"] else "ok"
+
+
+def _flag_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming the flagged rows and why (empty when none is)."""
+    seen = {}
+    for r in rows:
+        if r.get("fit_warnings"):
+            seen.setdefault(str(r["method"]), "; ".join(r["fit_warnings"]))
+    return " · ".join(f"{FLAG} {name}: the fit did not learn ({why})" for name, why in seen.items())
 
 
 def markdown(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]] = None) -> str:
@@ -428,13 +458,16 @@ def markdown(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]] = 
         lines.append("|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|")
         bold = {m: best_rows(rows, m) for m in metrics}
         for i, r in enumerate(rows):
-            cells = [r["method"]]
+            cells = [method_label(r)]
             for m in metrics:
                 txt = row_text(r, m)
                 cells.append(f"**{txt}**" if i in bold[m] else txt)
             cells.append(fmt_ms(r.get("ms_per_clip")))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        note = _flag_note(rows)
+        if note:
+            lines += [note, ""]
     if figures["summary"]:
         lines += ["## Summary plots", "", "Each metric per method with its 95 % interval, every condition side by side.", ""]
         for _, lab, rel in figures["summary"]:
@@ -454,15 +487,16 @@ def markdown(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]] = 
         lines.append(f"## Sanity check: cascading model randomisation (n = {san.get('n')})")
         lines.append("")
         lines.append("SSIM between the original explanation and the explanation of the classifier randomised "
-                     "from the logits down (1 = unchanged; a method that depends on the classifier should fall).")
+                     "from the logits down (1 = unchanged; a method that depends on the classifier should fall). "
+                     + _SANITY_NOTE)
         lines.append("")
         stages = san["stages"]
-        lines.append("| Method | " + " | ".join(stages) + " |")
-        lines.append("|" + "|".join([":---"] + ["---:"] * len(stages)) + "|")
+        lines.append("| Method | " + " | ".join(stages) + " | another clip |")
+        lines.append("|" + "|".join([":---"] + ["---:"] * (len(stages) + 1)) + "|")
         for name, r in san["methods"].items():
-            lines.append(f"| {name} | " + " | ".join(fmt(v, "FF") for v in r["mean"]) + " |")
+            lines.append(f"| {name} | " + " | ".join(fmt(v, "FF") for v in r["mean"]) + f" | {fmt(r.get('chance'), 'FF')} |")
         if san.get("decision_unchanged"):
-            lines.append("| (decision unchanged) | " + " | ".join(f"{v:.2f}" for v in san["decision_unchanged"]) + " |")
+            lines.append("| (decision unchanged) | " + " | ".join(f"{v:.2f}" for v in san["decision_unchanged"]) + " | |")
         lines.append("")
         plot = figures.get("sanity") or san.get("plot")
         if plot:
@@ -498,6 +532,8 @@ table.res{border-collapse:collapse;margin:0.5em 0 1.5em 0;font-size:13px}
 table.res th,table.res td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 table.res th:first-child,table.res td:first-child{text-align:left}
 table.res td.best{font-weight:bold;background:#eef6ee}
+table.res tr.flagged td:first-child{color:#a15c00}
+.flag{color:#a15c00}
 table.res caption{text-align:left;font-size:13px;color:#555;padding-bottom:4px;caption-side:top}
 .ci{color:#888;font-size:10px;display:block}
 .meta{color:#555;font-size:13px}
@@ -589,7 +625,11 @@ def metrics_table_html(rows: Sequence[Mapping[str, Any]], table_id: Optional[str
             for m in metrics]
     out.append("<th>ms/clip</th></tr>" if with_ms else "</tr>")
     for i, r in enumerate(rows):
-        out.append(f"<tr><td>{html.escape(str(r['method']))}</td>")
+        if r.get("fit_warnings"):
+            why = "the fit did not learn: " + "; ".join(r["fit_warnings"])
+            out.append(f"<tr class='flagged'><td title='{html.escape(why)}'>{html.escape(method_label(r))}</td>")
+        else:
+            out.append(f"<tr><td>{html.escape(str(r['method']))}</td>")
         for m in metrics:
             agg = r["metrics"].get(m, {}) or {}
             cls = " class='best'" if i in bold[m] else ""
@@ -601,6 +641,9 @@ def metrics_table_html(rows: Sequence[Mapping[str, Any]], table_id: Optional[str
             out.append(f"<td{cls} title='n = {agg.get('n', '')}'>{row_text(r, m)}{ci}</td>")
         out.append(f"<td>{fmt_ms(r.get('ms_per_clip'))}</td></tr>" if with_ms else "</tr>")
     out.append("</table>")
+    note = _flag_note(rows)
+    if note:
+        out.append(f"<p class='meta flag'>{html.escape(note)}</p>")
     return "".join(out)
 
 
@@ -770,17 +813,18 @@ def html_report(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]]
         nav.append(("sanity", "Randomisation check"))
         body.append("<section id='sanity'><h2>Sanity check: cascading model randomisation</h2>")
         body.append("<p class='meta'>SSIM between each method's explanation of the original classifier and of the "
-                    "classifier with its stages re-initialised from the logits down (learned methods keep their "
-                    "fitted decoder, reading the randomised classifier's layers). An explanation that depends on "
-                    f"what the classifier learnt must fall. n = {san.get('n')} clips.</p>")
+                    "classifier with its stages re-initialised from the logits down. An explanation that depends on "
+                    f"what the classifier learnt must fall. {e(_SANITY_NOTE)} n = {san.get('n')} clips.</p>")
         plot = figures.get("sanity")
         if plot:
             body.append(img_html(plot, "SSIM vs randomisation depth", "plot"))
         stages = san.get("stages", [])
-        body.append("<table class='res'><tr><th>Method</th>" + "".join(f"<th>{e(str(s))}</th>" for s in stages) + "</tr>")
+        body.append("<table class='res'><tr><th>Method</th>" + "".join(f"<th>{e(str(s))}</th>" for s in stages)
+                    + "<th title='SSIM between a clip&#39;s explanation and another clip&#39;s (same method)'>"
+                      "another clip</th></tr>")
         for name, r in san["methods"].items():
             body.append(f"<tr><td>{e(name)}</td>" + "".join(f"<td>{fmt(v, 'FF')}</td>" for v in r.get("mean", []))
-                        + "</tr>")
+                        + f"<td>{fmt(r.get('chance'), 'FF')}</td></tr>")
         body.append("</table></section>")
 
     analyses = [(n, r) for n, r in (results.get("analyses") or {}).items() if r]

@@ -5,9 +5,24 @@ down* (for :class:`~captum_lmac.nn.CompactCNN`: ``fc``, ``block4``, ``block3``, 
 copy of the model; after each step every method explains the same clips again and the structural
 similarity (SSIM) between the original and the new explanation is measured. An explanation that
 depends on what the classifier learnt must change (SSIM falls); one that mostly reflects the input
-(edge detectors) stays similar. For L-MAC the *fitted decoder is kept unchanged* and reads the
-randomised classifier's layers (and explains the randomised classifier's decision); gradient and CAM
-methods are recomputed on the randomised copy for the class the original model chose.
+(edge detectors) stays similar. Gradient and CAM methods are recomputed on the randomised copy for
+the class the original model chose. A learned explainer (L-MAC) can be checked two ways, and the
+benchmark reports both (``sanity.refit``, :mod:`captum_lmac.benchmark.analyses`):
+
+- *decoder fixed* (every stage, cheap): the decoder fitted on the original classifier reads the
+  randomised classifier's layers and explains its decision — does the fitted explainer read what
+  the classifier learnt? A randomly initialised CNN still passes on the input's local energy, so
+  a decoder reading it can keep input-shaped masks;
+- *refitted* (the like-with-like comparison with the recomputed gradient methods: the same
+  method, fit included, on the randomised classifier): costs a fit per stage, so it is usually run
+  at the last stage only (everything randomised). ``only`` restricts a method to some stages.
+
+Read SSIM against its **chance level** (``chance``: SSIM between a clip's original explanation and
+another clip's, same method): for sparse masks most bins are ≈ 0 in both maps, and the SSIM
+constants make such shared emptiness count as similarity (L-MAC on SyntheticEvents, mask mean 0.05:
+two unrelated clips' masks already score ≈ 0.5). Maps are divided by their own maximum first, so a
+near-empty map (a refitted decoder on a randomised classifier typically gives mask values ≈ 1e-3)
+is compared by its shape, not by its (tiny) level.
 
 SSIM (Wang et al., 2004) is computed per sample on masks divided by their own maximum, with an
 11×11 Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03, data range 1, population covariances, averaged
@@ -145,6 +160,16 @@ def _eval_masks(explain: Explainer, model: nn.Module, X: Tensor, target: Tensor)
         return explain(model, X, target).detach().float().cpu()
 
 
+def chance_ssim(masks: Tensor, shifts: int = 3) -> np.ndarray:
+    """Per clip, the mean SSIM between its explanation and that of the next ``shifts`` clips (cyclically):
+    what an unrelated explanation of the same method and sparsity scores. NaN for a single clip."""
+    n = masks.shape[0]
+    if n < 2:
+        return np.full(n, np.nan)
+    k = min(int(shifts), n - 1)
+    return np.mean([ssim(masks, masks.roll(j, 0)).numpy() for j in range(1, k + 1)], axis=0)
+
+
 def cascading_randomisation(
     model: nn.Module,
     X: Tensor,
@@ -152,6 +177,7 @@ def cascading_randomisation(
     seed: int = 0,
     stages: Optional[List[Tuple[str, List[str]]]] = None,
     progress: bool = True,
+    only: Optional[Mapping[str, Sequence[int]]] = None,
 ) -> Dict[str, object]:
     r"""Cascading randomisation: SSIM between the original and randomised explanations, per depth.
 
@@ -165,12 +191,16 @@ def cascading_randomisation(
         stages (list, optional): ``[(label, [module names]), ...]`` from the logits down (default
             :func:`randomisation_stages`).
         progress (bool): Show a progress bar.
+        only (dict, optional): Method name → the stage indices (1 = the first randomised stage,
+            ``len(stages)`` = everything randomised) at which it is computed (e.g. a method refitted
+            on the randomised classifier, at the last stage only); None elsewhere. Default: every stage.
 
     Returns:
         dict: ``stages`` (labels; the first is ``"none"``), ``methods`` → name →
-        ``{"mean", "lo", "hi"}`` lists (one entry per stage, 95 % bootstrap CI) and ``per_sample``
-        (per stage, N values), ``accuracy_agreement`` (fraction of clips whose decision is unchanged
-        per stage), ``n``.
+        ``{"mean", "lo", "hi"}`` lists (one entry per stage, 95 % bootstrap CI; None at stages a
+        method skipped), ``per_sample`` (per stage, N values or None) and ``chance`` (mean
+        :func:`chance_ssim` of its original explanations), ``decision_unchanged`` (fraction of clips
+        whose decision is unchanged per stage), ``n``.
 
     Examples::
 
@@ -186,36 +216,42 @@ def cascading_randomisation(
     model.eval()
     with torch.no_grad():
         target = model(X).argmax(dim=1)
+    only = {name: {int(k) for k in ks} for name, ks in (only or {}).items()}
+    unknown = set(only) - set(explainers)
+    if unknown:
+        raise InputError(f"only names methods without an explainer: {sorted(unknown)}")
     originals = {name: _eval_masks(fn, model, X, target) for name, fn in explainers.items()}
     labels = ["none"]
-    per_stage: Dict[str, List[np.ndarray]] = {name: [] for name in explainers}
+    per_stage: Dict[str, List[Optional[np.ndarray]]] = {name: [] for name in explainers}
     agreement = [1.0]
     for name in explainers:
         again = _eval_masks(explainers[name], model, X, target)
         per_stage[name].append(ssim(originals[name], again).numpy())
     rand = copy.deepcopy(model).eval()
-    done: List[str] = []
     bar = tqdm(list(enumerate(stages, start=1)), desc="cascading randomisation", disable=not progress, leave=False)
     for k, (label, names) in bar:
         randomise_(rand, names, seed=seed + k)
-        done.append(label)
         labels.append(label if k == 1 else f"+{label}")
         with torch.no_grad():
             agreement.append(float((rand(X).argmax(dim=1) == target).float().mean()))
         for name, fn in explainers.items():
+            if name in only and k not in only[name]:
+                per_stage[name].append(None)
+                continue
             masks = _eval_masks(fn, rand, X, target)
             per_stage[name].append(ssim(originals[name], masks).numpy())
     model.train(was_training)
     methods = {}
     for name, rows in per_stage.items():
-        aggs = [aggregate(r) for r in rows]
+        aggs = [aggregate(r) if r is not None else {"mean": None, "lo": None, "hi": None} for r in rows]
         methods[name] = {
             "mean": [a["mean"] for a in aggs],
             "lo": [a["lo"] for a in aggs],
             "hi": [a["hi"] for a in aggs],
-            "per_sample": [[round(float(v), 5) for v in r] for r in rows],
+            "per_sample": [None if r is None else [round(float(v), 5) for v in r] for r in rows],
+            "chance": float(np.nanmean(chance_ssim(originals[name]))) if X.shape[0] > 1 else None,
         }
     return {"stages": labels, "methods": methods, "decision_unchanged": agreement, "n": int(X.shape[0])}
 
 
-__all__ = ["SANITY", "ssim", "randomisation_stages", "randomise_", "cascading_randomisation"]
+__all__ = ["SANITY", "ssim", "chance_ssim", "randomisation_stages", "randomise_", "cascading_randomisation"]

@@ -1,16 +1,22 @@
-"""L-MAC: fit, attribute, fine-tune, Captum/Quantus interplay, save/load."""
+"""L-MAC: fit, attribute, fine-tune, Captum/Quantus interplay, save/load; the issue-14 decoder and checks."""
 
+import copy
+import warnings
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from captum.attr import NoiseTunnel
 from captum.metrics import infidelity, sensitivity_max
 from torch import nn
 
 from captum_lmac import STFT, CheckpointError, InputError, NotFittedError, SyntheticEvents, to_spectrograms
 from captum_lmac._utils import eval_mode
-from captum_lmac.attr.lmac import LMAC, apply_mask
+from captum_lmac.attr.lmac import LMAC, apply_mask, out_term
+from captum_lmac.metrics import randomisation_stages, randomise_
+from captum_lmac.nn.decoders import InputMaskDecoder, LMACDecoder, MaskDecoder, interpolation_matrix, layer_shape_spec
+from captum_lmac.nn.zoo import build_architecture
 from captum_lmac.nn.classifier import SpectrogramClassifier
 from captum_lmac.audio import LogMel
 from captum_lmac.training import build_classifier, train_classifier
@@ -259,3 +265,153 @@ def test_feature_domain(setup):
     lm.fit(Z, epochs=1, batch_size=8, progress=False)
     Zt = model.features(test.X[:2]).detach()
     assert lm.attribute(Zt).shape == Zt.shape
+
+
+# --- issue 14: a decoder on the representations only, no-hook decoder, loss options, caching, warnings ------------
+
+
+def test_default_decoder_reads_representations_only(setup):
+    _, _, test, model, lmac, _ = setup
+    assert isinstance(lmac.decoder, LMACDecoder) and not lmac.decoder.use_input
+    X = test.X[:2]
+    with torch.no_grad(), eval_mode(model, freeze=True):
+        _, feats = lmac.forward_with_features(X)
+        a = lmac.decoder(feats, X)
+        b = lmac.decoder(feats, torch.rand_like(X))  # other input values, same representations
+    assert torch.equal(a, b)
+
+
+def test_frequency_map_starts_from_the_mel_filterbank(setup):
+    _, _, test, model, _, _ = setup
+    lm = LMAC(model, layers=["net.block1", "net.block2"])
+    lm._ensure_decoder(test.X[:1])
+    fb = model.features.mel.fb  # (F, n_mels)
+    expect = (fb / fb.sum(1, keepdim=True).clamp_min(1e-8)) @ interpolation_matrix(fb.shape[1], lm.decoder.rows)
+    assert torch.allclose(lm.decoder.freq_map.weight, expect, atol=1e-6)
+
+
+def test_without_layers_the_decoder_reads_the_input(setup, tmp_path):
+    _, train, test, model, _, _ = setup
+    lm = LMAC(model, layers=[])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist = lm.fit(train.X[:16], epochs=2, batch_size=8, progress=False)
+    assert isinstance(lm.decoder, InputMaskDecoder)
+    m = lm.attribute(test.X[:3])
+    assert m.shape == test.X[:3].shape and 0 <= float(m.min()) and float(m.max()) <= 1
+    assert hist["loss"][-1] < hist["loss"][0]
+    again = LMAC.load(lm.save(tmp_path / "noh.pt"), model)
+    assert again.layer_names == [] and torch.equal(again.attribute(test.X[:3]), m)
+    with pytest.raises(InputError, match="use_input"):
+        LMAC(model, layers=[], use_input=True).fit(train.X[:8], epochs=1, progress=False)
+
+
+def test_checkpoints_of_the_former_decoder_still_load(setup, tmp_path):
+    _, _, test, model, lmac, _ = setup
+    old = LMAC(model, layers=lmac.layer_names, use_input=True)
+    with torch.no_grad(), eval_mode(model, freeze=True):
+        _, feats = old.forward_with_features(test.X[:1])
+    old.decoder = MaskDecoder(layer_shape_spec(feats), test.X.shape[2], hidden=8, use_input=True)
+    again = LMAC.load(old.save(tmp_path / "old.pt"), model)
+    assert isinstance(again.decoder, MaskDecoder)
+    assert torch.equal(again.attribute(test.X[:2]), old.attribute(test.X[:2]))
+
+
+def test_masked_passes_are_batched_and_the_out_loss_options(setup):
+    _, _, test, model, lmac, _ = setup
+    X = test.X[:3]
+    M = lmac.attribute(X)
+    with torch.no_grad(), eval_mode(model, freeze=True):
+        a_in, a_out = lmac._masked_logits(X, M)
+        assert torch.allclose(a_in, model(M * X), atol=1e-5)
+        assert torch.allclose(a_out, model((1 - M) * X), atol=1e-5)
+        y = model(X).argmax(1)
+        p = torch.softmax(a_out, 1).gather(1, y[:, None])[:, 0]
+        assert out_term(a_out, y, "bounded").item() == pytest.approx(-torch.log1p(-p).mean().item(), rel=1e-4)
+        assert out_term(a_out, y, "ce").item() == pytest.approx(-F.cross_entropy(a_out, y).item(), rel=1e-5)
+        sure = torch.tensor([[50.0, -50.0]])  # p_ŷ = 1 - 1e-44: finite, large
+        assert torch.isfinite(out_term(sure, torch.tensor([0]), "bounded"))
+    with pytest.raises(InputError, match="out_loss"):
+        LMAC(model, layers=lmac.layer_names).fit(test.X[:4], epochs=1, out_loss="hinge", progress=False)
+
+
+def test_history_records_every_term_and_mask_statistics(setup):
+    _, _, _, _, lmac, hist = setup
+    for k in ("loss", "in", "out", "out_term", "l1", "guidance", "guided_fraction", "mask_mean", "mask_sd"):
+        assert len(hist[k]) == 3, k
+    assert hist["loss"][0] == pytest.approx(4 * hist["in"][0] + 0.2 * hist["out_term"][0] + 2 * hist["l1"][0], rel=1e-4)
+    assert set(hist["mask_stats"]) == {"n", "mean", "sd_of_clip_means", "sd_across_clips", "sd_within_clip"}
+    assert isinstance(hist["warnings"], list) and hist["cached_outputs"] is True
+    assert hist["fit_args"]["epochs"] == 3 and hist["fit_args"]["out_loss"] == "bounded"
+
+
+def test_cached_classifier_outputs_give_the_same_fit(setup):
+    """Caching the frozen classifier's outputs on the clean inputs changes nothing but the time."""
+    _, train, test, model, lmac, _ = setup
+    runs = []
+    for gb in (1.0, 0.0):
+        lm = LMAC(model, layers=lmac.layer_names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            h = lm.fit(train.X[:24], epochs=2, batch_size=8, val=test.X[:6], progress=False, cache_outputs_gb=gb)
+        runs.append((h, lm.attribute(test.X[:4])))
+    (h1, m1), (h0, m0) = runs
+    assert h1["cached_outputs"] and not h0["cached_outputs"]
+    for k in ("loss", "in", "out", "val_loss"):
+        assert h1[k] == pytest.approx(h0[k], rel=1e-3), k
+    assert torch.allclose(m1, m0, atol=1e-3)
+
+
+def test_fit_that_did_not_learn_warns(setup):
+    _, _, test, model, lmac, _ = setup
+    stuck = lmac.unfitted_copy()
+    stuck._build(lmac._config())
+    with torch.no_grad():
+        for p in stuck.decoder.parameters():
+            p.zero_()  # mask = sigmoid(0) = 0.5 everywhere, for every clip
+    stats = stuck.mask_statistics(test.X[:6])
+    assert stats["mean"] == pytest.approx(0.5) and stats["sd_across_clips"] == pytest.approx(0.0)
+    problems = stuck.fit_warnings(stats)
+    assert len(problems) == 3 and "stuck near 0.5" in problems[-1]
+    assert lmac.fit_warnings(lmac.mask_statistics(test.X)) == lmac.history["warnings"]
+    stuck._stats_data = (test.X[:6], None, None, None)
+    hist = {}
+    with pytest.warns(UserWarning, match="did not learn"):
+        stuck._check_learned(hist)
+    assert hist["warnings"] == problems
+
+
+def test_unfitted_copy_and_on(setup):
+    """The two randomisation checks: the fitted decoder on another classifier, or the same fit again."""
+    _, train, test, model, lmac, hist = setup
+    rand = copy.deepcopy(model)
+    for k, (_, names) in enumerate(randomisation_stages(model), 1):
+        randomise_(rand, names, seed=k)
+    fixed = lmac.on(rand)
+    assert fixed.decoder is lmac.decoder and fixed.model is rand
+    assert not torch.equal(fixed.attribute(test.X[:2]), lmac.attribute(test.X[:2]))
+    other = lmac.unfitted_copy(rand)
+    assert other.decoder is None and other.layer_names == lmac.layer_names and other.model is rand
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a randomised classifier may well give a constant mask
+        other.fit(train.X[:16], progress=False, **dict(hist["fit_args"], epochs=1))
+    assert other.attribute(test.X[:2]).shape == test.X[:2].shape
+
+
+def test_waveform_classifier_batched_passes_bind_the_phase_twice():
+    stft = STFT(sample_rate=8000, n_fft=128, hop_length=32, win_length=64)
+    data = to_spectrograms(SyntheticEvents(8, seed=0, sample_rate=8000, duration=0.7, n_classes=2), stft, progress=False)
+    torch.manual_seed(0)
+    model, info = build_architecture("waveform_cnn", 2, stft, width=4, n_mels=16)
+    model.eval()
+    lm = LMAC(model, layers=info["decoder_layers"][-2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist = lm.fit(data, epochs=1, batch_size=4, progress=False)
+    assert hist["cached_outputs"]
+    X, P, n = data.X[:3], data.phase[:3], data.waveform.shape[-1]
+    with model.using_phase(P, n), torch.no_grad(), eval_mode(model, freeze=True):
+        M = lm.attribute(X)
+        a_in, a_out = lm._masked_logits(X, M)
+        assert torch.allclose(a_in, model(M * X), atol=1e-4)
+        assert torch.allclose(a_out, model((1 - M) * X), atol=1e-4)

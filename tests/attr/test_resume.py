@@ -125,7 +125,7 @@ def test_resume_refuses_other_settings_and_needs_a_folder(tiny, tmp_path):
     lmac, data, opts = make_method("lmac", tiny)
     lmac.fit(data, epochs=1, batch_size=6, progress=False, checkpoint_dir=tmp_path, **opts)
     other, data, opts = make_method("lmac", tiny)
-    with pytest.raises(CheckpointError, match="lr 0.001 → 0.01"):
+    with pytest.raises(CheckpointError, match="lr 0.002 → 0.01"):
         other.fit(data, epochs=2, batch_size=6, lr=1e-2, progress=False, checkpoint_dir=tmp_path, resume=True, **opts)
     with pytest.raises(InputError, match="checkpoint_dir"):
         other.fit(data, epochs=2, progress=False, resume=True)

@@ -12,7 +12,7 @@ from captum_lmac.errors import DataNotFoundError, InputError
 def test_defaults_and_sections():
     cfg = from_dict({})
     assert isinstance(cfg, SuiteConfig) and cfg.seed == 0 and cfg.domains == ["stft", "mel"]
-    assert cfg.section("lmac").fit["epochs"] == 15 and cfg.section("l2i").thresholds == [0.2, 0.4, 0.6, 0.8]
+    assert cfg.section("lmac").fit["epochs"] == 12 and cfg.section("l2i").thresholds == [0.2, 0.4, 0.6, 0.8]
     assert cfg.section("saliency") is None
     d = defaults()
     assert d["lmac"]["init"]["hidden"] == 32 and "sections" not in d  # sections are inlined
@@ -21,7 +21,7 @@ def test_defaults_and_sections():
 
 def test_merging_keeps_unnamed_entries():
     cfg = from_dict({"lmac": {"fit": {"epochs": 3}}, "method_options": {"ig": {"n_steps": 4}}})
-    assert cfg.section("lmac").fit == {"epochs": 3, "lr": 1e-3, "batch_size": 16}
+    assert cfg.section("lmac").fit == {"epochs": 3, "lr": 2e-3, "batch_size": 16, "lambda_s": 2.0, "out_loss": "bounded"}
     assert cfg.method_options["ig"] == {"n_steps": 4} and "smoothgrad" in cfg.method_options
 
 
@@ -34,6 +34,8 @@ def test_merging_keeps_unnamed_entries():
     ({"conditions": ["noise"]}, r"unknown condition 'noise'.*choose from in-domain, clip, white, speech, ambient"),
     ({"domains": ["wave"]}, r"unknown domain 'wave'; choose from stft, mel"),
     ({"snr_preset": "loud"}, r"snr_preset must be one of paper, released"),
+    ({"sanity": {"refit": "first"}}, r"config.sanity.refit must be 'none', 'last' or 'all'"),
+    ({"sanity": {"refit_epochs": 0}}, r"config.sanity.refit_epochs must be a positive number of epochs or null"),
     ({"lmac": {"init": {"hiden": 8}}}, r"unknown key config.lmac.init.hiden; allowed: .*hidden"),
     ({"lmac": {"fit": {"epoch": 8}}}, r"unknown key config.lmac.fit.epoch; allowed: .*epochs"),
     ({"lmac_ft": {"pairs": "clean"}}, r"config.lmac_ft.pairs must be 'auto', 'synthetic' or 'wham'"),

@@ -15,7 +15,7 @@ from matplotlib.image import imread
 from captum_lmac import LMAC
 from captum_lmac.benchmark import plots
 from captum_lmac.benchmark.report import (
-    best_rows, compare, figure_plan, fmt, load_results, markdown, register_analysis_figures, rerender,
+    best_rows, compare, figure_plan, fmt, html_report, load_results, markdown, register_analysis_figures, rerender,
     result_metrics, summary_value, table_groups, unregister_analysis_figures,
 )
 from captum_lmac.cli import main as cli_main
@@ -104,7 +104,7 @@ def test_markdown_layout_and_bold_best(tiny_run):
         title = next(t for t in tables if t.startswith(rows[0]["domain_label"] + " — " + rows[0]["condition_label"]))
         head, body = tables[title]
         assert head[0] == "Method" and head[-1] == "ms/clip"
-        assert [b[0] for b in body] == [r["method"] for r in rows]
+        assert [b[0] for b in body] == [r["method"] + (" ⚠" if r.get("fit_warnings") else "") for r in rows]
         for j, label in enumerate(head[1:-1], start=1):
             key = next(k for k, d in METRICS.items() if label == d.label + d.arrow)  # the declared label
             info = metric_info(key)
@@ -248,6 +248,35 @@ def test_fits_record_every_epoch_of_the_history(tiny_run, tiny):
     for key in ("loss", "val_fid_in", "val_mask_mean"):
         assert hist[key] == pytest.approx(saved[key], abs=1e-6)
     assert json.loads((out / "results.json").read_text())["fits"]["l2i (stft)"]["history"]["nmf"]
+    for key in ("out_term", "mask_sd"):  # every L-MAC loss term and the mask statistics
+        assert len(hist[key]) == 2, key
+    assert set(fit["mask_stats"]) >= {"mean", "sd_across_clips", "sd_within_clip"} and isinstance(fit["warnings"], list)
+
+
+def test_rows_of_a_fit_that_did_not_learn_are_flagged(tiny_run):
+    res, _, _ = tiny_run
+    warned = bool(res["fits"]["lmac (stft)"]["warnings"])
+    for r in res["rows"]:
+        if r["base_method"] == "lmac" and r["domain"] == "stft":
+            assert bool(r.get("fit_warnings")) == warned
+    flagged = json.loads(json.dumps(res))
+    flagged["fits"]["lmac (stft)"]["warnings"] = ["the mask mean is stuck near 0.5 (0.510 ± 0.004 over clips)"]
+    for r in flagged["rows"]:
+        r.pop("fit_warnings", None)
+        if r["base_method"] == "lmac" and r["domain"] == "stft":
+            r["fit_warnings"] = flagged["fits"]["lmac (stft)"]["warnings"]
+    md = markdown(flagged)
+    assert "| lmac ⚠ |" in md and "⚠ lmac: the fit did not learn (the mask mean is stuck near 0.5" in md
+    assert "⚠ did not learn: the mask mean is stuck" in md  # the fits table
+    page = html_report(flagged)
+    assert "<tr class='flagged'><td title='the fit did not learn: the mask mean is stuck" in page
+    clean = json.loads(json.dumps(flagged))
+    for r in clean["rows"]:
+        r.pop("fit_warnings", None)
+    for info in clean["fits"].values():
+        if "warnings" in info:
+            info["warnings"] = []
+    assert "⚠" not in markdown(clean) and "class='flagged'" not in html_report(clean)
 
 
 def test_how_to_read_explains_masks_and_every_metric(tiny_run):
@@ -271,8 +300,8 @@ def test_summary_table_lists_every_method_with_intervals(tiny_run):
     page = _page(out / "report.html")
     rows = page.tables["summary-table"]
     head, body = rows[0], rows[1:]
-    assert [r[0] for r in body] == res["methods"]
     first = table_groups(res)[0][1]
+    assert [r[0] for r in body] == [m + (" ⚠" if row.get("fit_warnings") else "") for m, row in zip(res["methods"], first)]
     ai = head.index("AI ↑")
     for r, row in zip(body, first):
         agg = row["metrics"]["AI"]

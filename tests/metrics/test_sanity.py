@@ -8,6 +8,7 @@ from captum_lmac.attr import LMAC, make_baseline
 from captum_lmac.benchmark.methods import lmac_on
 from captum_lmac.benchmark.media import plot_cascading
 from captum_lmac.metrics import cascading_randomisation, randomisation_stages, randomise_, ssim
+from captum_lmac.metrics.sanity import chance_ssim
 from captum_lmac.errors import InputError
 from captum_lmac.metrics import fast_complexity, fast_sparseness, quantus_complexity, quantus_sparseness
 
@@ -96,10 +97,37 @@ def test_cascading_randomisation_gradcam_vs_lmac(tiny, fitted_lmac, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_only_some_stages_and_the_chance_level(tiny, fitted_lmac, tmp_path):
+    model, _, data = tiny
+    X = data["test"].X[:4]
+    calls = []
+
+    def counted(m, x, t):
+        calls.append(m is model)
+        return lmac_on(m, fitted_lmac).attribute(x)
+
+    res = cascading_randomisation(model, X, {"lmac": counted}, seed=0, progress=False, only={"lmac": [4]})
+    r = res["methods"]["lmac"]
+    assert r["mean"][1:4] == [None, None, None] and r["per_sample"][1] is None and r["mean"][-1] is not None
+    assert calls == [True, True, False]  # the original twice (stage "none"), then the last stage only
+    M = fitted_lmac.attribute(X)
+    assert r["chance"] == pytest.approx(float(chance_ssim(M).mean()), abs=1e-6)
+    assert chance_ssim(M[:1]).shape == (1,) and np.isnan(chance_ssim(M[:1])[0])
+    assert plot_cascading(res, tmp_path / "only.png").is_file()
+    with pytest.raises(InputError, match="without an explainer"):
+        cascading_randomisation(model, X, {"lmac": counted}, progress=False, only={"gradcam": [1]})
+
+
 def test_runner_sanity_result(tiny_run):
     res, out, _ = tiny_run
     san = res["sanity"]
-    assert set(san["methods"]) == {"lmac", "gradcam"}
+    assert set(san["methods"]) == {"lmac", "gradcam", "lmac (refit)"}  # sanity.refit "last" by default
     assert san["methods"]["gradcam"]["mean"][0] == pytest.approx(1.0)
     assert san["methods"]["lmac"]["mean"][0] == pytest.approx(1.0)
+    refit = san["methods"]["lmac (refit)"]["mean"]
+    assert refit[0] == pytest.approx(1.0) and all(v is None for v in refit[1:-1]) and -1 <= refit[-1] <= 1
+    assert san["decoder"]["lmac (refit)"].startswith("refitted") and san["decoder"]["lmac"].startswith("fitted decoder")
+    fits = san["refit"]["fits"]["lmac (refit)"]
+    assert len(fits) == 1 and fits[0]["epochs"] >= 1 and "warnings" in fits[0]
+    assert all(0 <= r["chance"] <= 1 for r in san["methods"].values())
     assert (out / san["plot"]).is_file()
