@@ -50,6 +50,8 @@ from captum_lmac.nn.zeroshot import ZeroShotClassifier
 from captum_lmac.training import load_classifier
 
 LAYERS = ["net.block1", "net.block2", "net.block3", "net.block4"]
+"""Decoder layers of the compact CNN (all four blocks); ``--net CNN14`` uses the paper's: its four deepest blocks."""
+CNN14_LAYERS = ["net.conv_block3", "net.conv_block4", "net.conv_block5", "net.conv_block6"]
 
 
 class Timer:
@@ -111,7 +113,7 @@ def load_inputs(args: argparse.Namespace, stft: STFT) -> torch.Tensor:
 
 
 def profile_step(model: nn.Module, X: torch.Tensor, args: argparse.Namespace) -> Dict[str, object]:
-    lmac = LMAC(model, LAYERS, hidden=args.hidden)
+    lmac = LMAC(model, args.layers, hidden=args.hidden)
     lmac.fit(X[: args.batch_size], epochs=1, progress=False)  # builds the decoder and the loss settings
     opt = torch.optim.Adam(lmac.decoder.parameters(), lr=1e-3, weight_decay=2e-6)
     timer = Timer()
@@ -180,7 +182,7 @@ def profile_step(model: nn.Module, X: torch.Tensor, args: argparse.Namespace) ->
 def profile_attribute(model: nn.Module, X: torch.Tensor, waves: torch.Tensor, stft: STFT,
                       args: argparse.Namespace) -> Dict[str, object]:
     xb, wb = X[: args.batch_size], waves[: args.batch_size]
-    lmac = LMAC(model, LAYERS, hidden=args.hidden)
+    lmac = LMAC(model, args.layers, hidden=args.hidden)
     lmac.fit(X[: args.batch_size], epochs=1, progress=False)
     timer = Timer()
     handles = timer.hook(model, "classifier forward") + timer.hook(lmac.decoder, "decoder forward")
@@ -195,19 +197,19 @@ def profile_attribute(model: nn.Module, X: torch.Tensor, waves: torch.Tensor, st
     split = {"classifier forward": timer.total["classifier forward"], "decoder forward": timer.total["decoder forward"]}
     split["rest (checks, sigmoid, target)"] = total - sum(split.values())
 
-    l2i = L2I(model, LAYERS[-2:], n_components=100, hidden=64)
+    l2i = L2I(model, args.layers[-2:], n_components=100, hidden=64)
     l2i.fit(X, epochs=1, batch_size=args.batch_size, progress=False, nmf_iter=20)
     emb = nn.Sequential(model, nn.Linear(int(model(xb[:1]).shape[1]), 16)).eval()
     torch.manual_seed(0)
     prompts = [f"this is the sound of {w}" for w in ("dog", "rain", "a clock", "a saw", "the sea", "fire")]
     zs = ZeroShotClassifier(emb, WordVectors(16), prompts, logit_scale=10.0).eval()
-    zs_layers = [f"0.{name}" for name in LAYERS[1:]]
+    zs_layers = [f"0.{name}" for name in args.layers[1:]]
     captions = [[prompts[i % len(prompts)]] for i in range(8)]
     lmac_zs = LMACZS(zs, layers=[f"audio_encoder.{n}" for n in zs_layers], hidden=32)
     lmac_zs.fit((X[:8], captions), epochs=1, batch_size=4, texts_per_audio=2, progress=False)
 
     # LMAC-TD explains the waveform: its reference is one forward of the waveform model (STFT + classifier)
-    td = LMACTD(model, LAYERS, stft=stft)
+    td = LMACTD(model, args.layers, stft=stft)
     td.fit(waves[:8], epochs=1, batch_size=4, autoencoder_steps=2, progress=False)
     wave_model = td.model
 
@@ -251,6 +253,8 @@ def main(argv=None) -> int:
     p.add_argument("--classifier", default=None, help="a saved classifier (captum_lmac.save_classifier)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--net", default="CompactCNN", choices=["CompactCNN", "CNN14"],
+                   help="the classifier's network (random weights; CNN14: PANNs' 80 M-parameter CNN, the L-MAC paper's)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
@@ -264,7 +268,11 @@ def main(argv=None) -> int:
     else:
         stft = STFT()
         torch.manual_seed(0)
-        model = build_classifier(n_classes=10, stft=stft, n_mels=80, channels=(8, 16, 32, 64))
+        if args.net == "CNN14":
+            model = build_classifier(n_classes=10, stft=stft, n_mels=80, net="CNN14")
+        else:
+            model = build_classifier(n_classes=10, stft=stft, n_mels=80, channels=(8, 16, 32, 64))
+    args.layers = CNN14_LAYERS if args.net == "CNN14" and not args.classifier else LAYERS
     model.eval()
     X, waves = load_inputs(args, stft)
     res = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "input_shape": list(X.shape[1:]),
