@@ -360,7 +360,8 @@ def nonfinite_tensors(state: Dict[str, Any]) -> List[str]:
             and not bool(torch.isfinite(v).all())]
 
 
-def _first(names: Sequence[str], k: int = 3) -> str:
+def first_names(names: Sequence[str], k: int = 3) -> str:
+    """The first ``k`` names as a list, with how many more there are."""
     return str(list(names[:k])) + (f" (+{len(names) - k} more)" if len(names) > k else "")
 
 
@@ -376,7 +377,7 @@ def save_checkpoint(path: PathLike, kind: str, state: Dict[str, torch.Tensor], m
     """
     bad = nonfinite_tensors(state)
     if bad:
-        raise InputError(f"refusing to save {path}: tensor(s) {_first(bad)} hold NaN or infinite values")
+        raise InputError(f"refusing to save {path}: tensor(s) {first_names(bad)} hold NaN or infinite values")
     payload = {
         "format_version": FORMAT_VERSION,
         "kind": kind,
@@ -480,25 +481,30 @@ def load_checkpoint(path: PathLike, kind: str, required: Sequence[str] = ()) -> 
         raise CheckpointError(f"{path}: the 'state' entry is not a table of named tensors; the file is damaged")
     bad = nonfinite_tensors(state)
     if bad:
-        raise CheckpointError(f"{path}: stored tensor(s) {_first(bad)} hold NaN or infinite values "
+        raise CheckpointError(f"{path}: stored tensor(s) {first_names(bad)} hold NaN or infinite values "
                               "(a diverged fit or a damaged file)")
     return state, meta
 
 
-def state_misfit(module: torch.nn.Module, state: Dict[str, torch.Tensor]) -> str:
-    """Why ``state`` does not fit ``module`` (missing / unexpected keys, shape mismatches), or ''."""
+def state_misfit(module: torch.nn.Module, state: Dict[str, torch.Tensor], strict: bool = True,
+                 sides: Tuple[str, str] = ("stored", "expected")) -> str:
+    """Why ``state`` does not fit ``module`` (missing / unexpected keys, shape mismatches), or ''.
+
+    ``strict=False`` tolerates missing and unexpected keys (as ``load_state_dict(strict=False)``
+    does) but never a shape mismatch; ``sides`` names the two shapes in the message.
+    """
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: stored {tuple(state[k].shape)} vs expected {tuple(own[k].shape)}"
+    mismatched = [f"{k}: {sides[0]} {tuple(state[k].shape)} vs {sides[1]} {tuple(own[k].shape)}"
                   for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing tensor(s) {_first(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected tensor(s) {_first(unexpected)}")
+    if strict and missing:
+        parts.append(f"{len(missing)} missing key(s) {first_names(missing)}")
+    if strict and unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) {first_names(unexpected)}")
     if mismatched:
-        parts.append(f"{len(mismatched)} shape mismatch(es) {_first(mismatched)}")
+        parts.append(f"{len(mismatched)} shape mismatch(es) {first_names(mismatched)}")
     return "; ".join(parts)
 
 
@@ -549,7 +555,7 @@ def fingerprint_mismatch(saved: Dict[str, Any], model: torch.nn.Module, rtol: fl
     """Return a human-readable reason why ``model`` does not match ``saved``, or '' if it does."""
     now = model_fingerprint(model)
     if now.get("nonfinite"):
-        return f"the given {now['class']} has NaN or infinite weights in {_first(now['nonfinite'])}"
+        return f"the given {now['class']} has NaN or infinite weights in {first_names(now['nonfinite'])}"
     if not isinstance(saved, dict) or not isinstance(saved.get("shapes"), dict):
         return "the stored fingerprint is malformed"
     if saved.get("shapes") != now["shapes"]:

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from .hooks import Hook, LayerSpec
 from ..audio import STFT
-from .._io import nonfinite_tensors
+from .._io import first_names, nonfinite_tensors, state_misfit
 from .._validate import check_finite_module, check_number, check_positive_int
 from ..errors import CheckpointError, InputError
 from .adapters import (
@@ -267,10 +267,6 @@ def _strip_prefix(state: Dict[str, Tensor], own: Sequence[str]) -> Dict[str, Ten
     return state
 
 
-def _first(items: Sequence[str], k: int = 5) -> str:
-    return str(list(items[:k])) + (f" (+{len(items) - k} more)" if len(items) > k else "")
-
-
 def load_weights(model: nn.Module, weights: PathLike, strict: bool = True) -> nn.Module:
     r"""Load a weights file into ``model`` (``torch.load(weights_only=True)``), explaining any misfit.
 
@@ -300,22 +296,12 @@ def load_weights(model: nn.Module, weights: PathLike, strict: bool = True) -> nn
     state = _strip_prefix(_state_dict_of(payload, path), list(own))
     bad = nonfinite_tensors(state)
     if bad:
-        raise CheckpointError(f"the weights in {path} hold NaN or infinite values in {_first(bad, 3)}")
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if mismatched or (strict and (missing or unexpected)):
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) {_first(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) {_first(unexpected)}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es) {_first(mismatched, 3)}")
+        raise CheckpointError(f"the weights in {path} hold NaN or infinite values in {first_names(bad)}")
+    reason = state_misfit(model, state, strict=strict, sides=("file", "model"))
+    if reason:
         raise CheckpointError(
-            f"the weights in {path} do not fit the {type(model).__name__} built by --model: " + "; ".join(parts)
-            + " (is it the same architecture and the same factory arguments, e.g. n_classes?)"
+            f"the weights in {path} do not fit the {type(model).__name__} built by --model: {reason}"
+            " (is it the same architecture and the same factory arguments, e.g. n_classes?)"
         )
     model.load_state_dict(state, strict=strict)
     return model
