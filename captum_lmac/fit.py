@@ -45,7 +45,7 @@ from ._validate import one_line
 from .attr.lmac import LMAC
 from .attr.lmac_td import LMACTD
 from .audio import STFT
-from .data.folders import ESC50, AudioFolder, UrbanSound8K
+from .data.folders import ESC50, AudioFolder, ReaderSubset, UrbanSound8K
 from .data.streaming import StreamingSpectrograms
 from .data.tensors import SpectrogramSet, to_spectrograms
 from .errors import CheckpointError, DataNotFoundError, FitInterrupted, InputError, NotFittedError
@@ -90,21 +90,6 @@ def _waveforms(ds: Dataset, index: Sequence[int], progress: bool, desc: str) -> 
     """The clips ``index`` of a reader as one (N, samples) tensor (LMAC-TD trains in memory)."""
     rows = [ds[i][0] for i in tqdm(list(index), desc=desc, disable=not progress, leave=False)]
     return torch.stack(rows)
-
-
-class _Items(Dataset):
-    """Items ``index`` of a reader (keeps ``classes`` / ``sample_rate``)."""
-
-    def __init__(self, base: Dataset, index: Sequence[int]) -> None:
-        self.base, self.index = base, list(index)
-        self.classes = list(getattr(base, "classes", []))
-        self.sample_rate = getattr(base, "sample_rate", None)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int):
-        return self.base[self.index[i]]
 
 
 def fit_interpreter(
@@ -188,7 +173,7 @@ def fit_interpreter(
     val: Optional[SpectrogramSet] = None
     if n_val:
         val_index = list(range(n_train, len(ds)))[: int(max_val_clips)]
-        val = to_spectrograms(_Items(ds, val_index), analysis, keep=(), progress=progress and info.is_main)
+        val = to_spectrograms(ReaderSubset(ds, val_index), analysis, keep=(), progress=progress and info.is_main)
     hooked = layers if isinstance(layers, str) else qualify_layers(clf, list(layers))
     lmac = LMAC(clf, hooked)
     hist = lmac.fit(train, epochs=epochs, batch_size=batch_size, lr=lr, val=val, seed=seed,

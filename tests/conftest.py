@@ -23,6 +23,18 @@ def make_tiny(n_train=36, n_val=9, n_test=12, epochs=3):
     return model.eval(), stft, data
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP oversubscription on the shared CPU.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return make_tiny()

@@ -7,13 +7,7 @@ from captum_lmac.errors import InputError
 from captum_lmac.nmf import frames_matrix, learn_dictionary, log_magnitude, nmf_activations
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices: one thread avoids OpenMP oversubscription on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def planted(F=40, K=5, M=1500, seed=0, dtype=torch.float64):

@@ -11,28 +11,13 @@ from torch.utils.data import Dataset
 
 from ..audio import STFT
 from ..data.contamination import dataset_labels
-from ..data.folders import default_data_root
+from ..data.folders import ReaderSubset, default_data_root
 from ..data.streaming import StreamingSpectrograms
 from ..data.tensors import SpectrogramSet, to_spectrograms
 from .conditions import stratified_indices
 from .config import READERS, SuiteConfig
 
 PathLike = Union[str, Path]
-
-class _Subset(Dataset):
-    """The items ``index`` of a data set, keeping its ``classes`` and ``sample_rate``."""
-
-    def __init__(self, base: Dataset, index: Sequence[int]) -> None:
-        self.base, self.index = base, list(index)
-        self.classes = list(getattr(base, "classes", []))
-        self.sample_rate = getattr(base, "sample_rate", None)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int):
-        return self.base[self.index[i]]
-
 
 def suite_datasets(cfg: SuiteConfig, sample_rate: int, data_root: Optional[PathLike] = None) -> Dict[str, Dataset]:
     """The waveform data sets ``{"train", "val", "test"}`` described by ``cfg.data``."""
@@ -84,7 +69,7 @@ def load_data(cfg: SuiteConfig, stft: STFT, data_root: Optional[PathLike] = None
                 continue
         if n is not None and n < len(ds):
             index = stratified_indices(_labels(ds), n) if split == "test" else list(range(n))
-            ds = _Subset(ds, index)
+            ds = ReaderSubset(ds, index)
         out[split] = to_spectrograms(ds, stft, keep=keep[split] if keep_extra else (), progress=progress)
         out[split].classes = list(getattr(sets[split], "classes", []))
     return out

@@ -220,6 +220,22 @@ def _select_folds(folds, valid: Sequence[int], present: Sequence[int], name: str
     return sorted(set(out))
 
 
+class ReaderSubset(Dataset):
+    """The items ``index`` of a reader, keeping its ``classes`` and ``sample_rate`` (unlike
+    ``torch.utils.data.Subset``, which the spectrogram builders could not read them from)."""
+
+    def __init__(self, base: Dataset, index: Sequence[int]) -> None:
+        self.base, self.index = base, list(index)
+        self.classes = list(getattr(base, "classes", []))
+        self.sample_rate = getattr(base, "sample_rate", None)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.base[self.index[i]]
+
+
 class LabelledAudioFolder(Dataset):
     """Base class of the labelled readers: a list of files with labels and metadata.
 

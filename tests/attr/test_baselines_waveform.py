@@ -12,13 +12,7 @@ from captum_lmac.attr import make_baseline
 from captum_lmac.attr.baselines import MaskBaseline, slice_forward_args
 from captum_lmac.nn.adapters import WaveformClassifier
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 FAST = {

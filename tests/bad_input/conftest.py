@@ -18,13 +18,9 @@ LAYERS = ["net.block1", "net.block2"]
 PROMPTS = ["this is the sound of dog", "this is the sound of rain"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+@pytest.fixture(autouse=True)
+def _one_thread_here(one_thread):
+    """Every bad-input test runs on one thread (the fixture is in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

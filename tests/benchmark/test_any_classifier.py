@@ -20,12 +20,7 @@ METHODS = ["saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backp
            "gradient_shap", "kernel_shap", "lmac", "l2i"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,7 @@ from captum_lmac import STFT
 from captum_lmac.nn.adapters import FrontEndClassifier, KaldiFbank, WaveformClassifier
 
 transformers = pytest.importorskip("transformers")
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def test_kaldi_fbank_matches_the_hf_ast_feature_extractor():

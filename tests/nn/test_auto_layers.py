@@ -9,13 +9,7 @@ from captum_lmac.nn.auto_layers import AUTO_RULE, auto_layers
 from captum_lmac.nn.hooks import Hook, LayerRecorder, resolve_hooks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 class FlatCNN(nn.Module):

@@ -13,13 +13,7 @@ from captum_lmac.nn.loading import adapt_model, load_model, load_weights, qualif
 from captum_lmac.nn.zoo import Conv1DNet, to_torchscript
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 class Custom:
