@@ -26,6 +26,7 @@ Captions = Sequence[Union[str, Sequence[str]]]
 #: The loss terms recorded in the fit history (``cls`` and ``out`` are 0 while their weights are 0).
 _TERMS = ("sim", "l1", "div", "cls", "out")
 L1_REDUCTIONS = ("mean", "per_mask")
+SIM_FLOORS = ("none", "empty")
 
 #: Texts whose embeddings identify a text encoder in a saved LMAC-ZS checkpoint.
 PROBE_TEXTS = ("this is the sound of a dog barking", "rain", "someone says the digit seven")
@@ -234,6 +235,7 @@ class LMACZS(LearnedAttribution):
     def _clip_terms(
         self, X: Tensor, feats: List[Tensor], a: Tensor, t: Tensor, j: int, others: Tensor,
         rivals: Optional[Tensor] = None, scale: float = 1.0, need_out: bool = False,
+        empty: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         """Loss terms of audio clip j with the captions ``others`` (indices; ``others[0] == j``).
 
@@ -243,6 +245,8 @@ class LMACZS(LearnedAttribution):
         term: w_j · CE of the zero-shot logits ``scale·[t_j, rivals]·f(M_jj ⊙ X_j)`` with the own
         caption as the target, w_j = the clean clip's probability of its own caption over the same
         texts) and, with ``need_out``, ``out`` (w_j · −log(1 − p_own((1 − M_jj) ⊙ X_j))).
+        ``empty`` (D,): the embedding of an empty (all-zero) input; the similarity targets become
+        max(C_ij, t_i·f(0)) (``sim_floor="empty"``).
         """
         k = others.numel()
         fj = [f[j : j + 1].expand(k, *f.shape[1:]).contiguous() for f in feats]
@@ -251,6 +255,8 @@ class LMACZS(LearnedAttribution):
         M = self._decode(fj, Xj, tk)  # row r: mask for caption others[r] on clip j
         e = self._embed_masked(apply_mask(Xj, M, self.mask_domain))
         C = tk @ a[j]  # t_i · a_j
+        if empty is not None:
+            C = torch.maximum(C, tk @ empty)  # no mask can go below what the empty input says
         sim = (C - (tk * e).sum(1)).abs().mean()
         l1 = M.abs().mean()
         if k > 1:
@@ -302,6 +308,10 @@ class LMACZS(LearnedAttribution):
         b = X.shape[0]
         t = self.embed_text(captions).to(X.device, X.dtype)
         a, feats = self._audio(X)
+        empty = None
+        if settings.get("sim_floor", "none") == "empty":
+            with torch.no_grad():
+                empty = self._embed_masked(torch.zeros_like(X[:1]))[0]
         k = b if texts_per_audio is None else max(1, min(int(texts_per_audio), b))
         per_mask = settings.get("l1_reduction", "mean") == "per_mask"
         keys = ("loss",) + _TERMS + ("mm_own", "mm_other")
@@ -315,7 +325,8 @@ class LMACZS(LearnedAttribution):
             others = torch.cat([torch.tensor([j]), rest])
             with torch.set_grad_enabled(train):
                 terms = self._clip_terms(X, feats, a, t, j, others, rivals=self._rivals(t, j, settings),
-                                         scale=settings.get("scale", 1.0), need_out=lambdas.get("out", 0.0) > 0.0)
+                                         scale=settings.get("scale", 1.0), need_out=lambdas.get("out", 0.0) > 0.0,
+                                         empty=empty)
                 l1 = terms["l1"] * others.numel() if per_mask else terms["l1"]
                 loss = (lambdas["sim"] * terms["sim"] + lambdas["l1"] * l1 + lambdas["div"] * terms["div"]
                         + lambdas.get("cls", 0.0) * terms["cls"] + lambdas.get("out", 0.0) * terms["out"])
@@ -395,6 +406,7 @@ class LMACZS(LearnedAttribution):
         same_caption_threshold: float = 0.8,
         logit_scale: Optional[float] = None,
         l1_reduction: str = "mean",
+        sim_floor: str = "none",
         checkpoint_dir: Optional[Any] = None,
         checkpoint_every: int = 1,
         checkpoint_steps: Optional[int] = None,
@@ -439,6 +451,12 @@ class LMACZS(LearnedAttribution):
                 mask summed over a clip's captions, so each mask feels the full λ_1 (as one
                 L-MAC mask does) however many captions the batch holds. The history's ``l1`` is
                 mean |M| either way.
+            sim_floor (str): ``"none"`` (the paper): the similarity term's targets are C_ij;
+                ``"empty"``: max(C_ij, t_i·f(0)), with f(0) the embedding of an empty (all-zero)
+                input. An encoder's silence is not neutral (it can match an unrelated prompt
+                better than the clip does), so with the paper's targets an unrelated prompt's
+                mask must keep some content to bring the similarity down to C_ij; with the floor
+                the empty mask meets the target and the L1 term empties it.
             val: Validation data in the same form; the epoch with the lowest validation loss is
                 kept (first caption of each clip, fixed batches).
             seed (int): Seed of the decoder's initialisation, batch order and caption choice.
@@ -466,9 +484,10 @@ class LMACZS(LearnedAttribution):
         same_caption_threshold = check_number(same_caption_threshold, "same_caption_threshold",
                                               minimum=-1.0, maximum=1.0)
         l1_reduction = check_choice(l1_reduction, "l1_reduction", L1_REDUCTIONS)
+        sim_floor = check_choice(sim_floor, "sim_floor", SIM_FLOORS)
         settings: Dict[str, Any] = {
             "lambdas": {"sim": lambda_sim, "l1": lambda_l1, "div": lambda_div, "cls": lambda_cls, "out": lambda_out},
-            "texts_per_audio": texts_per_audio, "l1_reduction": l1_reduction,
+            "texts_per_audio": texts_per_audio, "l1_reduction": l1_reduction, "sim_floor": sim_floor,
             "same_caption_threshold": same_caption_threshold, "rival_embeddings": None, "scale": 1.0,
         }
         if isinstance(rival_texts, str):
@@ -550,7 +569,7 @@ class LMACZS(LearnedAttribution):
 
     def evaluate(
         self, data: Any, lambdas: Optional[Dict[str, float]] = None, batch_size: int = 8,
-        texts_per_audio: Optional[int] = None,
+        texts_per_audio: Optional[int] = None, sim_floor: str = "none",
     ) -> Dict[str, float]:
         """Loss terms and mask means of the current decoder on ``(X, captions)`` data (no training).
 
@@ -558,6 +577,7 @@ class LMACZS(LearnedAttribution):
         its first caption, so the result is deterministic. ``lambdas``: keys ``sim``, ``l1``,
         ``div``, ``cls``, ``out`` (default: the :meth:`fit` defaults 1, 0.25, 1, 0, 0; the decision
         terms use the other captions of each batch as rivals and the ZeroShotClassifier's logit scale).
+        ``sim_floor``: as in :meth:`fit`.
         """
         self._require_fitted()
         pair, listed = self._as_pairs(data, "evaluation data")
@@ -567,6 +587,7 @@ class LMACZS(LearnedAttribution):
             raise InputError(f"unknown lambdas key(s) {unknown}; known: sim, l1, div, cls, out")
         settings = {"lambdas": {"sim": 1.0, "l1": 0.25, "div": 1.0, "cls": 0.0, "out": 0.0, **given},
                     "texts_per_audio": texts_per_audio, "l1_reduction": "mean", "same_caption_threshold": 0.8,
+                    "sim_floor": check_choice(sim_floor, "sim_floor", SIM_FLOORS),
                     "rival_embeddings": None,
                     "scale": float(self.zero_shot_model.logit_scale) if self.zero_shot_model is not None else 1.0}
         return self._evaluate(pair, listed, settings, batch_size)

@@ -263,7 +263,7 @@ def test_decision_term_argument_errors(setup, first_caps):
     bad = [({"lambda_cls": -1.0}, "lambda_cls"), ({"lambda_out": float("nan")}, "lambda_out"),
            ({"rival_texts": "others"}, "rival_texts"), ({"rival_texts": []}, "rival_texts"),
            ({"same_caption_threshold": 1.5}, "same_caption_threshold"), ({"l1_reduction": "sum"}, "l1_reduction"),
-           ({"lambda_cls": 1.0, "logit_scale": 0.0}, "logit_scale")]
+           ({"lambda_cls": 1.0, "logit_scale": 0.0}, "logit_scale"), ({"sim_floor": "silence"}, "sim_floor")]
     for kwargs, name in bad:
         with pytest.raises(InputError, match=name):
             z.fit((X, first_caps), epochs=1, batch_size=4, progress=False, **kwargs)
@@ -274,3 +274,24 @@ def test_decision_term_argument_errors(setup, first_caps):
     assert hist["cls"][0] > 0
     with pytest.raises(InputError, match="lambdas"):
         bare.evaluate((X, first_caps), lambdas={"typo": 1.0})
+
+
+def test_similarity_floor_of_the_empty_input(setup, fitted, monkeypatch):
+    zs, X, _ = setup
+    zsx, _ = fitted
+    caps = ["a dog barking", "rain falling", "a siren wailing", "a siren wailing"]
+    with torch.no_grad():
+        a = torch.nn.functional.normalize(zs.audio_encoder(X[:4]), dim=1)
+        e0 = torch.nn.functional.normalize(zs.audio_encoder(torch.zeros_like(X[:1])), dim=1)[0]
+    t = zsx.embed_text(caps)
+    C, s = t @ a.t(), t @ e0  # C[i, j] = t_i . a_j; s[i] = t_i . f(0)
+    assert (C < s.view(-1, 1)).any()  # silence matches the siren captions better than the clips do
+    # an explainer whose every mask is empty: its masked similarities are those of the empty input
+    monkeypatch.setattr(zsx, "_decode", lambda feats, X, t: torch.zeros(X.shape[0], 1, *X.shape[2:]))
+    plain = zsx.evaluate((X[:4], caps), batch_size=4)["sim"]
+    floor = zsx.evaluate((X[:4], caps), batch_size=4, sim_floor="empty")["sim"]
+    assert plain == pytest.approx(float((C - s.view(-1, 1)).abs().mean()), abs=1e-5)
+    assert floor == pytest.approx(float((C - s.view(-1, 1)).clamp_min(0).mean()), abs=1e-5)
+    assert floor < plain
+    with pytest.raises(InputError, match="sim_floor"):
+        zsx.evaluate((X[:4], caps), sim_floor="silence")
