@@ -85,6 +85,11 @@ class LMACZS(LearnedAttribution):
     the loss splits over clips, so each clip is back-propagated on its own (memory of B masks,
     not B²).
 
+    Optional additions (off by default; see :meth:`fit`): a decision term ``lambda_cls`` (the
+    masked-in clip keeps its own caption against rival texts), a bounded masked-out term
+    ``lambda_out``, an L1 weight per mask (``l1_reduction="per_mask"``) and a similarity floor at
+    the empty input's similarity (``sim_floor="empty"``).
+
     At attribution time any prompt works, including prompts never seen in training: the mask
     for prompt p is M_θ(f_text(p), h(X)). ``ISTFT((M ⊙ X) e^{jP})``
     (:meth:`captum_lmac.STFT.listen`) is the listenable explanation.
