@@ -220,8 +220,11 @@ def resolve_targets(model: Callable[..., Tensor], X: Tensor, target: Any, batch_
 
 
 def default_cam_layer(model: Any) -> nn.Module:
-    """The last block of ``model.net.blocks`` (CompactCNN / CNN14), the usual GradCAM layer."""
+    """The last block of ``model.net.blocks`` (CompactCNN / CNN14), the usual GradCAM layer; for a
+    zero-shot classifier, that of its audio encoder (``model.audio_encoder.net.blocks``)."""
     blocks = getattr(getattr(model, "net", None), "blocks", None)
+    if not blocks:
+        blocks = getattr(getattr(getattr(model, "audio_encoder", None), "net", None), "blocks", None)
     if blocks:
         return blocks[-1]
     raise InputError(

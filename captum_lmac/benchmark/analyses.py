@@ -152,7 +152,12 @@ def unrelated_prompt_check(
         mm_true = fn(y.tolist()).flatten(1).mean(1)
         mm_pred = fn(pred.tolist()).flatten(1).mean(1)
         per = {u: float(fn(k + i).flatten(1).mean(1).mean()) for i, u in enumerate(unrelated)}
+        right = (pred.cpu() == y.cpu()).view(-1)
+        own = mm_true.cpu()[right]
         res[name] = {
+            # the mask of a clip's own class where the model is right: it should never be (near) empty
+            "own_class_when_right": {"n": int(right.sum()), "mm_min": float(own.min()) if own.numel() else float("nan"),
+                                     "n_below_0.01": int((own < 0.01).sum())},
             "mm_true_class_prompt": float(mm_true.mean()),
             "mm_decided_prompt": float(mm_pred.mean()),
             "mm_unrelated": per,
@@ -220,6 +225,12 @@ def zeroshot_markdown(res: Dict[str, Any]) -> str:
             u = unrel[name]
             lines.append(f"| {name} | {u['mm_true_class_prompt']:.3f} | {u['mm_decided_prompt']:.3f} | "
                          f"{u['mm_unrelated_mean']:.3f} | " + " | ".join(f"{u['mm_unrelated'][p]:.3f}" for p in prompts) + " |")
+        own = {name: unrel[name].get("own_class_when_right") for name in ("lmac_zs", "gradcam++")}
+        if all(own.values()):
+            lines += ["", f"Clips the model gets right: {own['lmac_zs']['n']}. Their true-class masks:", "",
+                      "| method | min MM | clips with MM < 0.01 |", "|---|---|---|"]
+            for name, o in own.items():
+                lines.append(f"| {name} | {o['mm_min']:.3f} | {o['n_below_0.01']} |")
     for p in res.get("plots", []):
         lines += ["", f"![{p}]({p})"]
     return "\n".join(lines) + "\n"

@@ -470,13 +470,22 @@ class LMACZSSection(Section):
     varied descriptions of its class (:func:`~captum_lmac.data.captions.esc10_captions`), plus
     ``fsdd_per_digit`` FSDD clips per digit and ``ambient_segments_per_file`` ambient segments of
     the data root for caption variety; ``val_clips`` evenly spaced clips of the validation split
-    (first caption) pick the epoch."""
+    (first caption) pick the epoch.
+
+    The fit defaults add to the paper's loss the decision term (``lambda_cls`` 1, rivals = the other
+    captions of the batch), the bounded masked-out term (``lambda_out`` 0.2), an L1 weight per mask
+    (``l1_reduction="per_mask"``, λ_1 0.05) and the empty-input similarity floor
+    (``sim_floor="empty"``): on esc10-zeroshot (seed 0) in-domain AI 51.2 / AD 3.1 / AG 14.2,
+    Pearson(mask mean, similarity) 0.54 and unrelated-prompt mask means ≤ 0.05, against
+    10.0 / 55.3 / 4.3, −0.34 and up to 0.24 with the paper's loss alone
+    (``lambda_cls=0, lambda_out=0, l1_reduction="mean", lambda_l1=0.25, sim_floor="none"``)."""
 
     layers: List[str] = field(default_factory=lambda: ["net.block2", "net.block3", "net.block4"])
     init: Dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "use_input": True})
     fit: Dict[str, Any] = field(default_factory=lambda: {
-        "epochs": 12, "batch_size": 8, "lr": 3e-3, "weight_decay": 2e-6, "lambda_sim": 1.0, "lambda_l1": 0.25,
-        "lambda_div": 1.0, "texts_per_audio": None})
+        "epochs": 12, "batch_size": 8, "lr": 3e-3, "weight_decay": 2e-6, "lambda_sim": 1.0, "lambda_l1": 0.05,
+        "lambda_div": 1.0, "texts_per_audio": None, "lambda_cls": 1.0, "lambda_out": 0.2, "rival_texts": "auto",
+        "l1_reduction": "per_mask", "sim_floor": "empty"})
     fsdd_per_digit: int = 3
     ambient_segments_per_file: int = 1
     val_clips: int = 40

@@ -105,7 +105,8 @@ SUITE_CONFIGS: Dict[str, Dict[str, Any]] = {
         ),
         "notes": (
             "Zero-shot STFT n_fft 512, hop 320 (20 ms), 64 mel bands; LMAC-ZS 12 epochs, batch 8, lr 3e-3, "
-            "lambda_1 0.25; SmoothGrad 10 samples, IG 32 steps; behaviour checks on every (clip, class prompt) "
+            "lambda_1 0.05 per mask, decision term lambda_cls 1 (rivals: the batch's other captions), bounded "
+            "masked-out term lambda_out 0.2, similarity floor at the empty input; SmoothGrad 10 samples, IG 32 steps; behaviour checks on every (clip, class prompt) "
             "pair and four unrelated prompts."
         ),
         "data": {"reader": "ESC50", "root": "esc10", "kwargs": {"duration": 5.0}, "splits": _ESC10_FOLDS},

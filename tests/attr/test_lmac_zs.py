@@ -93,7 +93,8 @@ def test_target_errors_and_needs_fit(setup, fitted):
 def test_history(fitted):
     _, hist = fitted
     assert len(hist["loss"]) == 4 and 0 <= hist["best_epoch"] < 4 and len(hist["val_loss"]) == 4
-    for k in ("sim", "l1", "div", "mm_own", "mm_other", "seconds", "decoder_parameters"):
+    for k in ("sim", "l1", "div", "cls", "out", "mm_own", "mm_other", "seconds", "decoder_parameters",
+              "val_cls", "val_out"):
         assert k in hist
 
 
@@ -178,3 +179,119 @@ def test_plain_cross_attention_variant_round_trips(setup, tmp_path):
     zsx.fit((X, caps), epochs=1, batch_size=4, progress=False)
     back = LMACZS.load(zsx.save(tmp_path / "plain.pt"), zs)
     assert not back.decoder.use_film and torch.equal(back.attribute(X), zsx.attribute(X))
+
+
+# --- the optional decision terms (lambda_cls, lambda_out) and the per-mask L1 ---------------------------
+
+
+def _fit(zs, X, caps, **kw):
+    z = LMACZS(zs, layers=[zs.audio_encoder.block2], hidden=8)
+    hist = z.fit((X, caps), epochs=6, batch_size=4, lr=1e-2, seed=0, progress=False, **kw)
+    return z, hist
+
+
+@pytest.fixture(scope="module")
+def first_caps(setup):
+    zs, X, caps = setup
+    return [c[0] for c in caps]
+
+
+@pytest.fixture(scope="module")
+def plain_fit(setup, first_caps):
+    zs, X, _ = setup
+    return _fit(zs, X, first_caps)
+
+
+def test_decision_terms_are_off_by_default_and_recorded(setup, first_caps, plain_fit):
+    zs, X, _ = setup
+    _, hist = plain_fit
+    assert hist["cls"] == [0.0] * 6 and hist["out"] == [0.0] * 6
+    _, on = _fit(zs, X, first_caps, lambda_cls=1.0, lambda_out=1.0)
+    assert all(v > 0 for v in on["cls"]) and all(v > 0 for v in on["out"])
+    # the loss recorded is the weighted sum of the terms
+    for e in range(6):
+        total = on["sim"][e] + 0.25 * on["l1"][e] + on["div"][e] + on["cls"][e] + on["out"][e]
+        assert on["loss"][e] == pytest.approx(total, rel=1e-5)
+
+
+def test_decision_term_keeps_the_own_caption(setup, first_caps, plain_fit):
+    zs, X, _ = setup
+    plain, _ = plain_fit
+    trained, hist = _fit(zs, X, first_caps, lambda_cls=5.0)
+    assert hist["cls"][-1] < hist["cls"][0]
+    terms = {"cls": 1.0, "out": 1.0}
+    assert trained.evaluate((X, first_caps), lambdas=terms, batch_size=4)["cls"] < \
+        0.9 * plain.evaluate((X, first_caps), lambdas=terms, batch_size=4)["cls"]
+
+
+def test_masked_out_term_removes_the_own_caption(setup, first_caps, plain_fit):
+    zs, X, _ = setup
+    plain, _ = plain_fit
+    trained, _ = _fit(zs, X, first_caps, lambda_out=5.0)
+    terms = {"cls": 1.0, "out": 1.0}
+    assert trained.evaluate((X, first_caps), lambdas=terms, batch_size=4)["out"] < \
+        0.9 * plain.evaluate((X, first_caps), lambdas=terms, batch_size=4)["out"]
+
+
+def test_paraphrases_are_no_rivals(setup, first_caps, plain_fit):
+    zs, X, _ = setup
+    _, hist = plain_fit
+    # every rival counts as a paraphrase: the decision term has nothing to contrast, the fit is the plain one
+    _, none = _fit(zs, X, first_caps, lambda_cls=5.0, same_caption_threshold=-1.0)
+    assert none["cls"] == [0.0] * 6 and none["loss"] == hist["loss"]
+    # fixed rival texts (the class prompts): the own caption's class prompt is a paraphrase of it
+    own = zs.encode_text(first_caps[:1])
+    cos = own @ zs.encode_text(PROMPTS).t()
+    assert float(cos[0, 0]) > float(cos[0, 1])
+    _, fixed = _fit(zs, X, first_caps, lambda_cls=1.0, rival_texts=PROMPTS)
+    assert all(v > 0 for v in fixed["cls"])
+
+
+def test_per_mask_l1_scales_with_the_captions_per_clip(setup, first_caps):
+    zs, X, _ = setup
+    # batch 4, every clip masked for all 4 captions: per-mask L1 with λ_1 equals the mean with 4·λ_1
+    _, per = _fit(zs, X, first_caps, lambda_l1=0.25, l1_reduction="per_mask")
+    _, mean = _fit(zs, X, first_caps, lambda_l1=1.0)
+    assert per["loss"] == pytest.approx(mean["loss"], rel=1e-5) and per["l1"] == pytest.approx(mean["l1"], rel=1e-5)
+    _, weak = _fit(zs, X, first_caps, lambda_l1=0.25)
+    assert per["l1"][-1] < weak["l1"][-1]
+
+
+def test_decision_term_argument_errors(setup, first_caps):
+    zs, X, _ = setup
+    z = LMACZS(zs, layers=[zs.audio_encoder.block2], hidden=8)
+    bad = [({"lambda_cls": -1.0}, "lambda_cls"), ({"lambda_out": float("nan")}, "lambda_out"),
+           ({"rival_texts": "others"}, "rival_texts"), ({"rival_texts": []}, "rival_texts"),
+           ({"same_caption_threshold": 1.5}, "same_caption_threshold"), ({"l1_reduction": "sum"}, "l1_reduction"),
+           ({"lambda_cls": 1.0, "logit_scale": 0.0}, "logit_scale"), ({"sim_floor": "silence"}, "sim_floor")]
+    for kwargs, name in bad:
+        with pytest.raises(InputError, match=name):
+            z.fit((X, first_caps), epochs=1, batch_size=4, progress=False, **kwargs)
+    bare = LMACZS(zs.audio_encoder, WordVectors(), layers=["block2"], hidden=8)
+    with pytest.raises(InputError, match="logit_scale"):
+        bare.fit((X, first_caps), epochs=1, batch_size=4, progress=False, lambda_cls=1.0)
+    hist = bare.fit((X, first_caps), epochs=1, batch_size=4, progress=False, lambda_cls=1.0, logit_scale=10.0)
+    assert hist["cls"][0] > 0
+    with pytest.raises(InputError, match="lambdas"):
+        bare.evaluate((X, first_caps), lambdas={"typo": 1.0})
+
+
+def test_similarity_floor_of_the_empty_input(setup, fitted, monkeypatch):
+    zs, X, _ = setup
+    zsx, _ = fitted
+    caps = ["a dog barking", "rain falling", "a siren wailing", "a siren wailing"]
+    with torch.no_grad():
+        a = torch.nn.functional.normalize(zs.audio_encoder(X[:4]), dim=1)
+        e0 = torch.nn.functional.normalize(zs.audio_encoder(torch.zeros_like(X[:1])), dim=1)[0]
+    t = zsx.embed_text(caps)
+    C, s = t @ a.t(), t @ e0  # C[i, j] = t_i . a_j; s[i] = t_i . f(0)
+    assert (C < s.view(-1, 1)).any()  # silence matches the siren captions better than the clips do
+    # an explainer whose every mask is empty: its masked similarities are those of the empty input
+    monkeypatch.setattr(zsx, "_decode", lambda feats, X, t: torch.zeros(X.shape[0], 1, *X.shape[2:]))
+    plain = zsx.evaluate((X[:4], caps), batch_size=4)["sim"]
+    floor = zsx.evaluate((X[:4], caps), batch_size=4, sim_floor="empty")["sim"]
+    assert plain == pytest.approx(float((C - s.view(-1, 1)).abs().mean()), abs=1e-5)
+    assert floor == pytest.approx(float((C - s.view(-1, 1)).clamp_min(0).mean()), abs=1e-5)
+    assert floor < plain
+    with pytest.raises(InputError, match="sim_floor"):
+        zsx.evaluate((X[:4], caps), sim_floor="silence")

@@ -42,8 +42,11 @@ def test_zero_shot_suite_through_the_harness(zs_setup, speech_dir, tmp_path):
     assert set(beh["correlation"]["methods"]) == {"lmac_zs", "gradcam++"}
     assert beh["correlation"]["n_clips"] == 6 and beh["correlation"]["n_prompts"] == 3
     assert set(beh["unrelated"]) >= {"lmac_zs", "gradcam++", "unrelated_prompts"}
+    own = beh["unrelated"]["lmac_zs"]["own_class_when_right"]
+    assert 0 <= own["n_below_0.01"] <= own["n"] <= 6
     md = (tmp_path / "results.md").read_text()
     assert "## Unrelated prompts" in md and "## Mask mean vs prompt–audio similarity" in md
+    assert "Clips the model gets right" in md
     for p in beh["plots"]:
         assert (tmp_path / p).stat().st_size > 1000
     html = (tmp_path / "report.html").read_text()

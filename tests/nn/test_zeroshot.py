@@ -169,3 +169,16 @@ def test_minilm_text_encoder():
     assert torch.equal(e[0], e[3]) and not enc.state_dict()  # cached; weights stay out of checkpoints
     assert not any(p.requires_grad for p in enc._st.parameters())
     assert time.time() - t0 < 60
+
+
+def test_default_cam_layer_of_a_zero_shot_classifier():
+    """GradCAM(++) on a ZeroShotClassifier without layer=: the last block of its audio encoder."""
+    from captum_lmac.attr.baselines import default_cam_layer
+    from captum_lmac.audio import STFT
+    from captum_lmac.nn.zeroshot import CLAPAudioEncoder, ZeroShotClassifier
+    from toys import WordVectors
+
+    enc = CLAPAudioEncoder(STFT(sample_rate=16000, n_fft=256, hop_length=128, win_length=256), n_mels=16,
+                           channels=(4, 8), embed_dim=16)
+    zs = ZeroShotClassifier(enc, lambda texts: WordVectors(16)(texts), ["a dog", "rain"])
+    assert default_cam_layer(zs) is enc.net.blocks[-1]
