@@ -149,7 +149,7 @@ SUITE_CONFIGS: Dict[str, Dict[str, Any]] = {
         ),
         "notes": (
             "In-domain only (the clips are already mixtures). L-MAC fine-tuned on the training clips with their "
-            "clean speech (noise-only clips give no pair); LMAC-TD with alpha 0.75; IG 8 steps, SmoothGrad 4 "
+            "clean speech (noise-only clips give no pair; lambda_g 32, CCT 0, 10 epochs); LMAC-TD with alpha 0.75; IG 8 steps, SmoothGrad 4 "
             "samples, GradientSHAP 4 samples, KernelSHAP 16 coalitions of 8x8 patches; Mel domain: saliency, "
             "GradCAM, L-MAC."
         ),
@@ -167,7 +167,9 @@ SUITE_CONFIGS: Dict[str, Dict[str, Any]] = {
                     "guided_gradcam", "gradient_shap", "kernel_shap", "lmac", "lmac_ft", "l2i", "lmac_td"],
         "method_options": _FAST_BASELINES,
         "feature_domain_methods": ["saliency", "gradcam", "lmac"],
-        "lmac_ft": {"pairs": "synthetic", "fit": {"epochs": 3}},
+        # guidance strong and long enough to grow the detector's sparse masks towards the clean speech
+        # (measured: SI-SDR 4.03 dB -> 5.53 dB, mixture 0.00; lambda_g 4 / 3 epochs gave 3.40 dB)
+        "lmac_ft": {"pairs": "synthetic", "fit": {"epochs": 10, "lambda_g": 32.0, "cct": 0.0}},
         "l2i": {"fit": {"epochs": 8, "nmf_iter": 80}},
         "sanity": {"n_clips": 8},
     },
