@@ -567,6 +567,12 @@ class LearnedAttribution(Attribution):
                                                     complete=epoch + 1 == epochs)
                         if stopping:
                             raise self._interrupted(path, stop, epoch + 1, 0)
+                if (ckpt is not None and saved is not None and not saved[1].get("complete")
+                        and saved[1].get("epoch", 0) >= epochs):
+                    # resumed a fit stopped at an epoch boundary with all the epochs asked for done: nothing
+                    # ran, so mark its last checkpoint complete here
+                    run.sums = {k: run.sums.get(k, 0.0) for k in self.history_keys}
+                    self._save_fit_state(ckpt, decoder, opt, gen, plan, run, key, info, t0, run.epoch, complete=True)
         finally:
             bar.close()
             self.decoder = decoder

@@ -16,7 +16,8 @@ import captum_lmac
 from captum_lmac import L2I, LMAC, STFT, SyntheticEvents, build_classifier, to_spectrograms
 from captum_lmac.attr import LMACZS
 from captum_lmac.attr._learned import LearnedAttribution
-from captum_lmac.attr._fit_state import load_fit_state
+from captum_lmac.attr._fit_state import FIT_STATE_KIND, LAST, load_fit_state
+from captum_lmac._io import save_checkpoint
 from captum_lmac.data import StreamingSpectrograms
 from captum_lmac.errors import CheckpointError, FitInterrupted, InputError
 from captum_lmac.nn.zeroshot import ZeroShotClassifier
@@ -119,6 +120,18 @@ def test_resume_continues_a_finished_fit_with_more_epochs(tiny, tmp_path):
     c, data, opts = make_method("lmac", tiny)  # already complete: nothing to train, the same result
     c.fit(data, epochs=3, batch_size=6, progress=False, checkpoint_dir=tmp_path, resume=True, **opts)
     assert same_weights(ref, c)
+
+
+def test_resuming_a_fit_stopped_at_its_last_epoch_boundary_marks_it_complete(tiny, tmp_path):
+    a, data, opts = make_method("lmac", tiny)
+    a.fit(data, epochs=2, batch_size=6, progress=False, checkpoint_dir=tmp_path, **opts)
+    state, meta = load_fit_state(tmp_path)
+    # what a SIGTERM right after the last epoch leaves: all epochs done, the checkpoint not marked complete
+    save_checkpoint(tmp_path / LAST, FIT_STATE_KIND, state, {**meta, "complete": False})
+    b, data, opts = make_method("lmac", tiny)
+    b.fit(data, epochs=2, batch_size=6, progress=False, checkpoint_dir=tmp_path, resume=True, **opts)
+    after = load_fit_state(tmp_path)[1]
+    assert after["complete"] and after["epoch"] == 2 and same_weights(a, b)
 
 
 def test_resume_refuses_other_settings_and_needs_a_folder(tiny, tmp_path):
