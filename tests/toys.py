@@ -7,6 +7,16 @@ from torch import nn
 
 DIM = 16
 
+#: Tiny settings of every test architecture of ``captum_lmac.nn.zoo`` (build_architecture keyword arguments).
+TINY_ARCHITECTURES = {
+    "crnn": dict(width=4, n_mels=16),
+    "conv1d": dict(width=8, n_mels=16),
+    "patch_transformer": dict(width=8, n_mels=16, depth=2, heads=2, patch=(4, 4)),
+    "waveform_cnn": dict(width=4, n_mels=16),
+    "streaming": dict(width=8, n_mels=16),
+    "torchscript": dict(width=8, n_mels=16, base="conv1d"),
+}
+
 
 class WordVectors:
     """Deterministic toy text encoder: the mean of one fixed random vector per word."""

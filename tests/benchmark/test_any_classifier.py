@@ -7,15 +7,10 @@ from captum_lmac import STFT, SyntheticEvents, to_spectrograms
 from captum_lmac.benchmark import run_benchmark
 from captum_lmac.nn.zoo import build_architecture
 from captum_lmac.training import train_classifier
+from toys import TINY_ARCHITECTURES
 
 SR = 8000
-TINY = {
-    "crnn": dict(width=4, n_mels=16),
-    "conv1d": dict(width=8, n_mels=16),
-    "patch_transformer": dict(width=8, n_mels=16, depth=2, heads=2, patch=(4, 4)),
-    "waveform_cnn": dict(width=4, n_mels=16),
-    "streaming": dict(width=8, n_mels=16),
-}
+TINY = {k: v for k, v in TINY_ARCHITECTURES.items() if k != "torchscript"}
 METHODS = ["saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
            "gradient_shap", "kernel_shap", "lmac", "l2i"]
 

@@ -20,19 +20,13 @@ from captum_lmac.nn.zoo import (
     to_torchscript,
 )
 from captum_lmac.training import train_classifier
+from toys import TINY_ARCHITECTURES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 SR = 8000
-TINY = {
-    "crnn": dict(width=4, n_mels=16),
-    "conv1d": dict(width=8, n_mels=16),
-    "patch_transformer": dict(width=8, n_mels=16, depth=2, heads=2, patch=(4, 4)),
-    "waveform_cnn": dict(width=4, n_mels=16),
-    "streaming": dict(width=8, n_mels=16),
-    "torchscript": dict(width=8, n_mels=16, base="conv1d"),
-}
+TINY = TINY_ARCHITECTURES
 EAGER = [k for k in TINY if k != "torchscript"]
 
 
