@@ -38,6 +38,16 @@ def _text_probe(embeddings: Tensor) -> float:
     return round(float((e * torch.linspace(1.0, 2.0, e.numel(), dtype=torch.float64)).sum()), 5)
 
 
+def _loss_settings(lambdas: Dict[str, float], texts_per_audio: Optional[int] = None, l1_reduction: str = "mean",
+                   sim_floor: str = "none", same_caption_threshold: float = 0.8,
+                   scale: float = 1.0) -> Dict[str, Any]:
+    """What one pass of the loss reads (:meth:`LMACZS._batch_pass`), as fit and evaluate build it;
+    weights missing from ``lambdas`` are 0. ``rival_embeddings`` None = the other captions of the batch."""
+    return {"lambdas": {**dict.fromkeys(_TERMS, 0.0), **lambdas}, "texts_per_audio": texts_per_audio,
+            "l1_reduction": l1_reduction, "sim_floor": sim_floor, "same_caption_threshold": same_caption_threshold,
+            "rival_embeddings": None, "scale": scale}
+
+
 def _rng_state(rng: random.Random) -> List[Any]:
     """A ``random.Random`` state as JSON (fit-state checkpoints)."""
     version, internal, gauss = rng.getstate()
@@ -495,11 +505,10 @@ class LMACZS(LearnedAttribution):
                                               minimum=-1.0, maximum=1.0)
         l1_reduction = check_choice(l1_reduction, "l1_reduction", L1_REDUCTIONS)
         sim_floor = check_choice(sim_floor, "sim_floor", SIM_FLOORS)
-        settings: Dict[str, Any] = {
-            "lambdas": {"sim": lambda_sim, "l1": lambda_l1, "div": lambda_div, "cls": lambda_cls, "out": lambda_out},
-            "texts_per_audio": texts_per_audio, "l1_reduction": l1_reduction, "sim_floor": sim_floor,
-            "same_caption_threshold": same_caption_threshold, "rival_embeddings": None, "scale": 1.0,
-        }
+        settings = _loss_settings(
+            {"sim": lambda_sim, "l1": lambda_l1, "div": lambda_div, "cls": lambda_cls, "out": lambda_out},
+            texts_per_audio=texts_per_audio, l1_reduction=l1_reduction, sim_floor=sim_floor,
+            same_caption_threshold=same_caption_threshold)
         if isinstance(rival_texts, str):
             if rival_texts != "auto":
                 raise InputError(f"rival_texts must be 'auto' (the other captions of the batch) or a list of texts, "
@@ -592,14 +601,13 @@ class LMACZS(LearnedAttribution):
         self._require_fitted()
         pair, listed = self._as_pairs(data, "evaluation data")
         given = dict(lambdas or {})
-        unknown = sorted(set(given) - {"sim", "l1", "div", "cls", "out"})
+        unknown = sorted(set(given) - set(_TERMS))
         if unknown:
-            raise InputError(f"unknown lambdas key(s) {unknown}; known: sim, l1, div, cls, out")
-        settings = {"lambdas": {"sim": 1.0, "l1": 0.25, "div": 1.0, "cls": 0.0, "out": 0.0, **given},
-                    "texts_per_audio": texts_per_audio, "l1_reduction": "mean", "same_caption_threshold": 0.8,
-                    "sim_floor": check_choice(sim_floor, "sim_floor", SIM_FLOORS),
-                    "rival_embeddings": None,
-                    "scale": float(self.zero_shot_model.logit_scale) if self.zero_shot_model is not None else 1.0}
+            raise InputError(f"unknown lambdas key(s) {unknown}; known: {', '.join(_TERMS)}")
+        settings = _loss_settings(
+            {"sim": 1.0, "l1": 0.25, "div": 1.0, **given}, texts_per_audio=texts_per_audio,
+            sim_floor=check_choice(sim_floor, "sim_floor", SIM_FLOORS),
+            scale=float(self.zero_shot_model.logit_scale) if self.zero_shot_model is not None else 1.0)
         return self._evaluate(pair, listed, settings, batch_size)
 
     @torch.no_grad()

@@ -19,6 +19,7 @@ from .config import READERS, SuiteConfig
 
 PathLike = Union[str, Path]
 
+
 def suite_datasets(cfg: SuiteConfig, sample_rate: int, data_root: Optional[PathLike] = None) -> Dict[str, Dataset]:
     """The waveform data sets ``{"train", "val", "test"}`` described by ``cfg.data``."""
     d = cfg.data
