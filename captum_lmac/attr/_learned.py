@@ -417,6 +417,31 @@ class LearnedAttribution(Attribution):
             out.append(cfg["layer"] if list(cfg) == ["layer"] else cfg)
         return out
 
+    # ------------------------------------------------------------------ copies
+    def _copy_model(self) -> nn.Module:
+        """The model a copy is built on by default (the one this explainer was constructed with)."""
+        return self.model
+
+    def _copy_kwargs(self, model: nn.Module) -> Dict[str, Any]:
+        """Constructor arguments of a copy on ``model`` besides ``layers`` (default: :attr:`init_keys`)."""
+        return {k: getattr(self, k) for k in self.init_keys}
+
+    def unfitted_copy(self, model: Optional[nn.Module] = None) -> "LearnedAttribution":
+        """A new, unfitted explainer with this one's settings (layers, constructor arguments) on
+        ``model`` (default: the same classifier). ``copy.fit(data, ...)`` with this one's fit
+        settings (L-MAC records them in ``history["fit_args"]``) repeats the procedure that fitted
+        it — the like-with-like randomisation check refits so on the randomised classifier."""
+        model = self._copy_model() if model is None else model
+        return type(self)(model, layers=[Hook.from_config(c) for c in self.layer_specs()],
+                          **self._copy_kwargs(model))
+
+    def on(self, model: nn.Module) -> "LearnedAttribution":
+        """This explainer on another classifier of the same architecture, sharing the fitted decoder
+        (e.g. a randomised copy: the decoder then reads that classifier's layers)."""
+        other = self.unfitted_copy(model)
+        other.decoder = self._require_fitted()
+        return other
+
     # ------------------------------------------------------------------ helpers
     def forward_with_features(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """Run the classifier on ``x``; return its output and the hooked layers' outputs."""

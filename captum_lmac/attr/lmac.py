@@ -239,21 +239,6 @@ class LMAC(LearnedAttribution):
     def _build(self, config: Dict[str, Any]) -> None:
         self.decoder = build_lmac_decoder(config["decoder"])
 
-    def on(self, model: nn.Module) -> "LMAC":
-        """This L-MAC on another classifier of the same architecture, sharing the fitted decoder
-        (e.g. a randomised copy: the decoder then reads that classifier's layers)."""
-        other = self.unfitted_copy(model)
-        other.decoder = self._require_fitted()
-        return other
-
-    def unfitted_copy(self, model: Optional[nn.Module] = None) -> "LMAC":
-        """A new, unfitted L-MAC with this one's settings (layers, decoder options) on ``model``
-        (default: the same classifier). ``copy.fit(X, **self.history["fit_args"])`` repeats the
-        procedure that fitted this one — the like-with-like randomisation check refits it so on the
-        randomised classifier."""
-        return LMAC(model if model is not None else self.model, [Hook.from_config(c) for c in self.layer_specs()],
-                    **{k: getattr(self, k) for k in self.init_keys})
-
     def _mel_matrix(self, n_freqs: int) -> Optional[Tensor]:
         """(F, n_mels): each input bin's share of the classifier's mel bands, if it has a MelScale.
 

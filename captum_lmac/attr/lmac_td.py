@@ -386,14 +386,8 @@ class LMACTD(LearnedAttribution):
         x_in = out["x_in"].to(x.dtype)
         return (x_in,) if was_tuple else x_in
 
-    def on(self, model: nn.Module) -> "LMACTD":
-        """An LMAC-TD that uses this one's fitted networks (unchanged) on another classifier of the same
-        architecture (the cascading-randomisation check)."""
-        other = LMACTD(model, [h.name for h in self.hooks] if self.hooks else [], alpha=self.alpha,
-                       channels=self.channels, kernel=self.kernel, stride=self.stride, masker=self.masker,
-                       masker_kwargs=self.masker_kwargs, stft=self.stft, train_filterbank=self.train_filterbank)
-        other.decoder = self._require_fitted()
-        return other
+    def _copy_kwargs(self, model: nn.Module) -> Dict[str, Any]:
+        return {**super()._copy_kwargs(model), "stft": self.stft}
 
     # ------------------------------------------------------------------ persistence
     @classmethod

@@ -193,6 +193,15 @@ class LMACZS(LearnedAttribution):
             return list(self._prompts)
         return self.zero_shot_model.prompts if self.zero_shot_model is not None else None
 
+    def _copy_model(self) -> nn.Module:
+        return self.zero_shot_model if self.zero_shot_model is not None else self.model
+
+    def _copy_kwargs(self, model: nn.Module) -> Dict[str, Any]:
+        kwargs = {**super()._copy_kwargs(model), "prompts": self._prompts}
+        if not isinstance(model, ZeroShotClassifier):  # a bare audio encoder: keep this text encoder
+            kwargs.update(text_encoder=self.text_encoder, prompts=self.prompts)
+        return kwargs
+
     # ------------------------------------------------------------------ embeddings
     def embed_text(self, texts: Sequence[str]) -> Tensor:
         """Normalised text embeddings (P, D) (no gradients; modules in eval mode)."""

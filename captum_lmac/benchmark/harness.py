@@ -198,12 +198,19 @@ class DomainData:
         """True when the learned methods read their training clips on the fly."""
         return "train" in self.data and is_stream(self.train_split())
 
+    def to_domain(self, X: Any) -> Any:
+        """STFT magnitudes (a tensor or a stream of them) in this domain (the classifier's features
+        in the ``mel`` domain)."""
+        if self.domain == "stft":
+            return X
+        if is_stream(X):
+            return X.with_transform(FeatureTransform(self.model.features))
+        return to_features(self.model, X)
+
     def _stream_in_domain(self, stream: StreamingSpectrograms, limit: Optional[int]) -> StreamingSpectrograms:
         if limit is not None and limit < len(stream):
             stream = stream.subset(range(limit))
-        if self.domain != "stft":
-            stream = stream.with_transform(FeatureTransform(self.model.features))
-        return stream
+        return self.to_domain(stream)
 
     def _in_domain(self, key: str, X: Callable[[], Tensor]) -> Tensor:
         if self.domain == "stft":

@@ -20,8 +20,8 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import captum.attr
 import torch
@@ -223,25 +223,21 @@ def _lmac_explainer(obj: LMAC):
     return explainer
 
 
-def _lmac_refit(ctx: MethodContext, obj: LMAC):
-    """``refit(epochs)`` → an explainer that fits a new L-MAC (``obj``'s settings, the suite's fit
-    settings and training / validation clips) on the classifier it is given; each refit's time and
-    warnings are appended to ``refit.fits`` (a randomised classifier usually gives a near-empty mask,
-    which the fit rightly reports as not learned)."""
+def refitter(ctx: MethodContext, obj: Any, fit_on: Callable[[MethodContext, Optional[int]], Any]):
+    """``refit(epochs)`` → an explainer that fits the method again (``fit_on(context, epochs)``: its
+    settings, the suite's fit settings and training / validation clips) on the classifier it is
+    given; each refit's time and warnings are appended to ``refit.fits`` (a randomised classifier
+    usually gives a near-empty mask, which the fit rightly reports as not learned)."""
     fits: List[Dict[str, Any]] = []
 
     def refit(epochs: Optional[int] = None):
         def explainer(m: nn.Module, X: Tensor, target: Tensor) -> Tensor:
             if m is ctx.model:
                 return obj.attribute(X)
-            fit = fit_settings(ctx.section, ctx.domain)
-            if epochs is not None:
-                fit["epochs"] = int(epochs)
-            other = obj.unfitted_copy(m)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # recorded in the history and in refit.fits
-                hist = other.fit(ctx.data.fit_data("train", ctx.config.n_train), val=ctx.data.fit_data("val"),
-                                 seed=ctx.seed, progress=False, **fit)
+                other = fit_on(replace(ctx, model=m, progress=False), epochs)
+            hist = other.history or {}
             fits.append({"epochs": len(hist["loss"]), "seconds": round(float(hist["seconds"]), 1),
                          "mask_stats": hist.get("mask_stats"), "warnings": hist.get("warnings", [])})
             return other.attribute(X)
@@ -249,6 +245,18 @@ def _lmac_refit(ctx: MethodContext, obj: LMAC):
 
     refit.fits = fits
     return refit
+
+
+def _lmac_refit(ctx: MethodContext, obj: LMAC):
+    def fit_on(c: MethodContext, epochs: Optional[int]) -> LMAC:
+        fit = fit_settings(c.section, c.domain)
+        if epochs is not None:
+            fit["epochs"] = int(epochs)
+        other = obj.unfitted_copy(c.model)
+        other.fit(c.data.fit_data("train", c.config.n_train), val=c.data.fit_data("val"), seed=c.seed,
+                  progress=False, **fit)
+        return other
+    return refitter(ctx, obj, fit_on)
 
 
 def _lmac_rows(ctx: MethodContext, obj: LMAC) -> List[Row]:
@@ -554,18 +562,19 @@ def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
         k = min(int(s.val_clips), len(val))
         idx = torch.linspace(0, len(val) - 1, k).long()
         val_caps = [esc10_captions(val.classes[int(val.y[i])]) for i in idx]
-        ctx.log(f"[benchmark] fitting LMAC-ZS on {len(stream)} captioned clips (streamed) ({s.fit})")
+        ctx.log(f"[benchmark] fitting LMAC-ZS ({ctx.domain}) on {len(stream)} captioned clips (streamed) ({s.fit})")
         obj = LMACZS(ctx.model, layers=list(s.layers), **s.init)
-        obj.fit(stream, val=(val.X[idx], val_caps), seed=ctx.seed, progress=ctx.progress, **s.fit)
+        obj.fit(ctx.data.to_domain(stream), val=(ctx.data.to_domain(val.X[idx]), val_caps), seed=ctx.seed,
+                progress=ctx.progress, **s.fit)
         return obj
-    X = _limit(train.X, ctx.config.n_train)
+    X = _limit(ctx.data.train_X(), ctx.config.n_train)
     captions = [esc10_captions(train.classes[int(c)]) for c in train.y[: X.shape[0]]]
     if s.fsdd_per_digit > 0 or s.ambient_segments_per_file > 0:
         extra = build_training_set(ctx.data.data_root, s.fsdd_per_digit, s.ambient_segments_per_file, ctx.seed,
                                    ctx.progress, sample_rate=stft.sample_rate,
                                    duration=train.waveform.shape[-1] / stft.sample_rate, esc10=False)
         if len(extra):
-            X = torch.cat([X, magnitudes(stft, extra.waveform)])
+            X = torch.cat([X, ctx.data.to_domain(magnitudes(stft, extra.waveform))])
             captions += extra.captions
     if s.max_train_clips and int(s.max_train_clips) < X.shape[0]:  # quick runs: evenly spaced subset
         keep = torch.linspace(0, X.shape[0] - 1, int(s.max_train_clips)).long()
@@ -574,22 +583,32 @@ def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
     k = min(int(s.val_clips), len(val))
     idx = torch.linspace(0, len(val) - 1, k).long()  # spread over the classes
     val_caps = [esc10_captions(val.classes[int(val.y[i])]) for i in idx]
-    ctx.log(f"[benchmark] fitting LMAC-ZS on {X.shape[0]} captioned clips ({s.fit})")
+    ctx.log(f"[benchmark] fitting LMAC-ZS ({ctx.domain}) on {X.shape[0]} captioned clips ({s.fit})")
     obj = LMACZS(ctx.model, layers=list(s.layers), **s.init)
-    obj.fit((X, captions), val=(val.X[idx], val_caps), seed=ctx.seed, progress=ctx.progress, **s.fit)
+    obj.fit((X, captions), val=(ctx.data.val_X()[idx], val_caps), seed=ctx.seed, progress=ctx.progress, **s.fit)
     return obj
 
 
+def _lmac_zs_refit_on(c: MethodContext, epochs: Optional[int]) -> LMACZS:
+    if epochs is not None:
+        c = replace(c, section=replace(c.section, fit={**c.section.fit, "epochs": int(epochs)}))
+    return _lmac_zs_fit(c)
+
+
 def _lmac_zs_rows(ctx: MethodContext, obj: LMACZS) -> List[Row]:
+    def explainer(m: nn.Module, X: Tensor, target: Tensor) -> Tensor:
+        return obj.on(m).attribute(X)  # the (randomised) zero-shot classifier's own decision
+
     return [Row(name=ctx.name, base=ctx.name, domain=ctx.domain, attribute=lambda X: obj.attribute(X), kind="learned",
                 mask_rule="text-conditioned decoder output (sigmoid) for the decided prompt, used as is",
-                info=_learned_info(obj), method=obj)]
+                info=_learned_info(obj), method=obj, explainer=explainer,
+                refit=refitter(ctx, obj, _lmac_zs_refit_on))]
 
 
 register_method(MethodSpec(
     name="lmac_zs", description="LMAC-ZS (Paissan et al., NeurIPS 2024): a text-conditioned decoder explains a zero-shot classifier",
     kind="learned", section=LMACZSSection, fit=_lmac_zs_fit, load=lambda path, ctx: LMACZS.load(path, ctx.model),
-    cache_key=lambda ctx: with_stream_key(default_cache_key(ctx), ctx), rows=_lmac_zs_rows, feature_domain=False))
+    cache_key=lambda ctx: with_stream_key(default_cache_key(ctx), ctx), rows=_lmac_zs_rows))
 
 
 # --- the floor of the ground-truth tables ------------------------------------------------------------

@@ -107,16 +107,18 @@ SUITE_CONFIGS: Dict[str, Dict[str, Any]] = {
             "Zero-shot STFT n_fft 512, hop 320 (20 ms), 64 mel bands; LMAC-ZS 12 epochs, batch 8, lr 3e-3, "
             "lambda_1 0.05 per mask, decision term lambda_cls 1 (rivals: the batch's other captions), bounded "
             "masked-out term lambda_out 0.2, similarity floor at the empty input; SmoothGrad 10 samples, IG 32 steps; behaviour checks on every (clip, class prompt) "
-            "pair and four unrelated prompts."
+            "pair and four unrelated prompts; cascading randomisation of the audio tower (projection first) for LMAC-ZS "
+            "(fitted decoder kept, and refitted once on the fully randomised encoder), GradCAM++ and GradCAM."
         ),
         "data": {"reader": "ESC50", "root": "esc10", "kwargs": {"duration": 5.0}, "splits": _ESC10_FOLDS},
         "classifier": {"source": "clap", "stft": ZS_STFT},
         "n_test": 80,
-        "domains": ["stft"],
+        "domains": ["stft", "mel"],
+        "feature_domain_methods": ["lmac_zs", "gradcam++", "gradcam"],
         "methods": ["lmac_zs", "gradcam", "gradcam++", "smoothgrad", "ig"],
         "method_options": {"smoothgrad": {"nt_samples": 10, "noise_level": 0.15},
                            "ig": {"n_steps": 32, "internal_batch_size": 32}},
-        "sanity": {"enabled": False},
+        "sanity": {"methods": ["lmac_zs", "gradcam++", "gradcam"]},
         "analyses": ["zeroshot_behaviour"],
     },
     "fsdd": {

@@ -120,18 +120,40 @@ def ssim(
     return s.flatten(1).mean(dim=1)
 
 
+def _has_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def _stage_modules(root: nn.Module, prefix: str) -> List[Tuple[str, str]]:
+    """``(label, name)`` of ``root``'s parameterised parts in registration order: a ``net`` child is
+    opened into its own children, and a part that is the only parameterised one is opened too (a
+    wrapper such as ``WaveformClassifier.model`` is not one stage but the network it holds)."""
+    children = [(n, c) for n, c in root.named_children() if _has_parameters(c)]
+    if len(children) == 1 and any(True for _ in children[0][1].named_children()):
+        name, child = children[0]
+        return _stage_modules(child, f"{prefix}{name}.")
+    out: List[Tuple[str, str]] = []
+    for name, child in children:
+        if name == "net" and any(_has_parameters(c) for c in child.children()):
+            out.extend(_stage_modules(child, f"{prefix}{name}."))
+        else:
+            out.append((name, prefix + name))
+    return out
+
+
 def randomisation_stages(model: nn.Module) -> List[Tuple[str, List[str]]]:
     """The parameterised stages of a classifier from the logits down: ``[(label, [module names]), ...]``.
 
-    Uses the direct children of ``model.net`` (or of the model itself) that hold parameters, in
-    reverse registration order (CompactCNN: ``fc``, ``block4`` … ``block1``, ``bn0``; CNN14:
-    ``fc_audioset``, ``fc1``, ``conv_block6`` … ``bn0``). Names are relative to ``model``.
+    The parameterised children of ``model.net`` and of the model itself, in reverse registration
+    order (CompactCNN: ``fc``, ``block4`` … ``block1``, ``bn0``; CNN14: ``fc_audioset``, ``fc1``,
+    ``conv_block6`` … ``bn0``); a wrapper around one network (a waveform model's ``model``) is
+    opened into that network's parts. For a zero-shot classifier (an ``audio_encoder`` and a text
+    tower) only the audio tower is randomised, its projection head first (as in the LMAC-ZS
+    paper's check). Names are relative to ``model``.
     """
-    root, prefix = (model.net, "net.") if isinstance(getattr(model, "net", None), nn.Module) else (model, "")
-    stages = []
-    for name, child in root.named_children():
-        if any(True for _ in child.parameters()):
-            stages.append((name, [prefix + name]))
+    audio = getattr(model, "audio_encoder", None)
+    root, prefix = (audio, "audio_encoder.") if isinstance(audio, nn.Module) else (model, "")
+    stages = [(label, [name]) for label, name in _stage_modules(root, prefix)]
     if not stages:
         raise InputError("the model has no parameterised stages to randomise")
     return stages[::-1]

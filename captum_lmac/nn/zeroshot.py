@@ -235,6 +235,24 @@ class ZeroShotClassifier(nn.Module):
         finally:
             self.train(was)
 
+    @property
+    def features(self) -> nn.Module:
+        """The audio encoder's feature extractor (X → e.g. log-mel), when it offers a feature domain."""
+        audio = self.audio_encoder
+        if not (hasattr(audio, "in_feature_domain") and isinstance(getattr(audio, "features", None), nn.Module)):
+            raise AttributeError(f"{type(audio).__name__} has no features / in_feature_domain (no feature domain)")
+        return audio.features
+
+    def in_feature_domain(self) -> "ZeroShotClassifier":
+        """A view of this classifier whose input is the audio encoder's features (the papers' "Mel"
+        rows): the encoder's :meth:`in_feature_domain` view, the same text encoder, prompts and scale."""
+        if not hasattr(self, "features"):
+            raise InputError(f"{type(self.audio_encoder).__name__} has no features / in_feature_domain: "
+                             "this zero-shot classifier has no feature domain")
+        view = ZeroShotClassifier(self.audio_encoder.in_feature_domain(), self.text_encoder, self.prompts,
+                                  logit_scale=self.logit_scale, normalize=self.normalize)
+        return view.to(self.text_embeddings.device)
+
     def extra_repr(self) -> str:
         return f"n_prompts={self.n_prompts}, logit_scale={self.logit_scale:.3g}, normalize={self.normalize}"
 
@@ -392,6 +410,13 @@ class CLAPAudioEncoder(SpectrogramClassifier):
 
     def forward(self, X: Tensor) -> Tensor:
         return self.proj(super().forward(X))
+
+    def in_feature_domain(self) -> "CLAPAudioEncoder":
+        """A view whose input is the log-mel features (``features``, ``net`` and ``proj`` shared)."""
+        view = CLAPAudioEncoder.__new__(CLAPAudioEncoder)
+        SpectrogramClassifier.__init__(view, self.features, self.net, input_domain="features")
+        view.embed_dim, view.proj = self.embed_dim, self.proj
+        return view
 
 
 class CLAPTextEncoder(nn.Module):

@@ -1,12 +1,15 @@
 """LMAC-ZS on a toy zero-shot model (deterministic word-vector text encoder, tiny audio CNN)."""
 
 
+import copy
+
 import pytest
 import torch
 from captum.attr import NoiseTunnel
 from torch import nn
 
 from captum_lmac.attr import LMACZS
+from captum_lmac.metrics import randomisation_stages, randomise_
 from captum_lmac.errors import CheckpointError, InputError, NotFittedError
 from captum_lmac.nn.zeroshot import ZeroShotClassifier
 from toys import TinyAudio, WordVectors
@@ -296,3 +299,26 @@ def test_similarity_floor_of_the_empty_input(setup, fitted, monkeypatch):
     assert floor < plain
     with pytest.raises(InputError, match="sim_floor"):
         zsx.evaluate((X[:4], caps), sim_floor="silence")
+
+
+def test_on_and_unfitted_copy_for_the_randomisation_check(setup, fitted):
+    """Only the audio tower is randomised (projection first); the fitted decoder then reads the
+    randomised encoder (on), or the same settings are fitted again on it (unfitted_copy)."""
+    zs, X, caps = setup
+    zsx, hist = fitted
+    stages = randomisation_stages(zs)
+    assert [label for label, _ in stages] == ["fc", "block2", "block1"]
+    assert all(n.startswith("audio_encoder.") for _, names in stages for n in names)
+    rand = copy.deepcopy(zs)
+    for k, (_, names) in enumerate(stages, 1):
+        randomise_(rand, names, seed=k)
+    fixed = zsx.on(rand)
+    assert fixed.decoder is zsx.decoder and fixed.model is rand.audio_encoder
+    assert fixed.layer_names == zsx.layer_names and fixed.prompts == zsx.prompts
+    assert not torch.equal(fixed.attribute(X[:2]), zsx.attribute(X[:2]))
+    other = zsx.unfitted_copy(rand)
+    assert other.decoder is None and other.hidden == zsx.hidden and other.film == zsx.film
+    other.fit((X, caps), epochs=1, batch_size=4, seed=0, progress=False)
+    assert other.attribute(X[:2]).shape == X[:2].shape
+    bare = zsx.unfitted_copy(rand.audio_encoder)  # a bare audio encoder keeps this text encoder
+    assert bare.text_encoder is zsx.text_encoder and bare.prompts == zsx.prompts

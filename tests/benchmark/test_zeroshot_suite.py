@@ -6,7 +6,7 @@ import torch
 from captum_lmac import STFT, SyntheticEvents, to_spectrograms
 from captum_lmac.benchmark import run_benchmark
 from captum_lmac.data.captions import class_prompts
-from captum_lmac.nn.zeroshot import ZeroShotClassifier
+from captum_lmac.nn.zeroshot import CLAPAudioEncoder, ZeroShotClassifier
 
 from toys import TinyAudio, WordVectors
 
@@ -36,7 +36,7 @@ def test_zero_shot_suite_through_the_harness(zs_setup, speech_dir, tmp_path):
     res = run_benchmark(zs, stft, data, config=cfg, out_dir=tmp_path, progress=False)
     rows = {(r["domain"], r["condition"], r["method"]) for r in res["rows"]}
     assert rows == {("stft", c, m) for c in ("in-domain", "white") for m in ("lmac_zs", "gradcam++", "saliency")}
-    assert any("mel domain" in s for s in res["skipped"])  # a ZeroShotClassifier has no feature domain
+    assert any("mel domain" in s for s in res["skipped"])  # TinyAudio has no feature extractor
     assert "lmac_zs (stft)" in res["fits"]
     beh = res["analyses"]["zeroshot_behaviour"]
     assert set(beh["correlation"]["methods"]) == {"lmac_zs", "gradcam++"}
@@ -51,3 +51,55 @@ def test_zero_shot_suite_through_the_harness(zs_setup, speech_dir, tmp_path):
         assert (tmp_path / p).stat().st_size > 1000
     html = (tmp_path / "report.html").read_text()
     assert "zeroshot_mm_vs_similarity.png" in html
+
+
+def test_zero_shot_randomisation_check(zs_setup, speech_dir, tmp_path):
+    """LMAC-ZS in the cascading-randomisation check: the audio tower is randomised from the
+    projection down, the fitted decoder is kept (and refitted once on the randomised encoder),
+    GradCAM++ is recomputed."""
+    zs, stft, data = zs_setup
+    cfg = {
+        "suite": "tiny-zeroshot", "methods": ["lmac_zs", "gradcam++"], "domains": ["stft"],
+        "conditions": ["in-domain"], "n_test": 4, "cam_layer": "audio_encoder.block2",
+        "speech_dir": str(speech_dir), "analyses": [],
+        "sanity": {"methods": ["lmac_zs", "gradcam++"], "n_clips": 3},
+        "lmac_zs": {"layers": ["block1", "block2"], "fit": {"epochs": 1, "batch_size": 4},
+                    "fsdd_per_digit": 0, "ambient_segments_per_file": 0, "val_clips": 4},
+    }
+    before = zs.audio_encoder.fc.weight.detach().clone()
+    res = run_benchmark(zs, stft, data, config=cfg, out_dir=tmp_path, progress=False)
+    san = res["sanity"]
+    assert san["stages"] == ["none", "fc", "+block2", "+block1"]
+    assert set(san["methods"]) == {"lmac_zs", "lmac_zs (refit)", "gradcam++"}
+    assert san["decoder"]["lmac_zs (refit)"].startswith("refitted")
+    assert san["decoder"]["lmac_zs"].startswith("fitted decoder kept")
+    assert len(san["refit"]["fits"]["lmac_zs (refit)"]) == 1
+    fixed = san["methods"]["lmac_zs"]["mean"]
+    assert len(fixed) == 4 and fixed[0] == pytest.approx(1.0) and all(0 <= v <= 1.0 + 1e-6 for v in fixed)
+    refit = san["methods"]["lmac_zs (refit)"]["mean"]
+    assert refit[:-1] == [pytest.approx(1.0)] + [None] * 2 and 0 <= refit[-1] <= 1.0 + 1e-6
+    assert (tmp_path / "sanity_cascading.png").stat().st_size > 1000
+    assert torch.equal(before, zs.audio_encoder.fc.weight)  # the original is untouched
+
+
+def test_zero_shot_mel_rows(zs_setup, speech_dir, tmp_path):
+    """With an encoder that has a feature extractor (the small CLAP's), LMAC-ZS and GradCAM++ also
+    run in the "Mel" domain: the mask is on the log-mel features the encoder reads."""
+    _, stft, data = zs_setup
+    torch.manual_seed(0)
+    enc = CLAPAudioEncoder(stft, n_mels=16, channels=(4, 8), embed_dim=16).eval()
+    zs = ZeroShotClassifier(enc, WordVectors(16), class_prompts(data["train"].classes), logit_scale=10.0)
+    cfg = {
+        "suite": "tiny-zeroshot", "methods": ["lmac_zs", "gradcam++"], "domains": ["stft", "mel"],
+        "conditions": ["in-domain"], "n_test": 4, "cam_layer": "audio_encoder.net.block2",
+        "speech_dir": str(speech_dir), "sanity": {"enabled": False}, "analyses": ["zeroshot_behaviour"],
+        "lmac_zs": {"layers": ["net.block1", "net.block2"], "fit": {"epochs": 1, "batch_size": 4},
+                    "fsdd_per_digit": 0, "ambient_segments_per_file": 0, "val_clips": 4},
+    }
+    res = run_benchmark(zs, stft, data, config=cfg, out_dir=tmp_path, progress=False)
+    rows = {(r["domain"], r["method"]) for r in res["rows"]}
+    assert rows == {(d, m) for d in ("stft", "mel") for m in ("lmac_zs", "gradcam++")}
+    assert {"lmac_zs (stft)", "lmac_zs (mel)"} <= set(res["fits"])
+    mel = next(r for r in res["rows"] if r["domain"] == "mel" and r["method"] == "lmac_zs")
+    assert 0.0 <= mel["metrics"]["MM"]["mean"] <= 1.0 and mel["domain_label"] == "Mel"
+    assert set(res["analyses"]["zeroshot_behaviour"]["correlation"]["methods"]) == {"lmac_zs", "gradcam++"}

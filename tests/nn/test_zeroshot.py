@@ -182,3 +182,28 @@ def test_default_cam_layer_of_a_zero_shot_classifier():
                            channels=(4, 8), embed_dim=16)
     zs = ZeroShotClassifier(enc, lambda texts: WordVectors(16)(texts), ["a dog", "rain"])
     assert default_cam_layer(zs) is enc.net.blocks[-1]
+
+
+def test_feature_domain_view_of_the_small_clap_encoder(zs):
+    """The "Mel" rows: the view reads the encoder's log-mel features, shares every weight, keeps the
+    layer names (hooks and CAM layers carry over) and gives the same similarities."""
+    from captum_lmac.nn.zeroshot import CLAPAudioEncoder
+    from toys import WordVectors as Words
+
+    stft = STFT(sample_rate=16000, n_fft=256, hop_length=128, win_length=256)
+    torch.manual_seed(0)
+    enc = CLAPAudioEncoder(stft, n_mels=16, channels=(4, 8), embed_dim=16).eval()
+    full = ZeroShotClassifier(enc, Words(16), ["a dog", "rain"], logit_scale=5.0).eval()
+    X = stft.analyze(torch.randn(2, 4000))[0]
+    view = full.in_feature_domain().eval()
+    feats = full.features(X)
+    assert feats.shape[2] == 16
+    assert torch.allclose(view(feats), full(X), atol=1e-5)
+    assert view.audio_encoder.net is enc.net and view.audio_encoder.proj is enc.proj
+    assert view.prompts == full.prompts and view.logit_scale == full.logit_scale
+    names = dict(view.named_modules())
+    assert "audio_encoder.net.block2" in names and "audio_encoder.proj" in names
+    assert enc.input_domain == "magnitude"  # the original is unchanged
+    assert not hasattr(zs, "features")  # an encoder without a feature extractor has no feature domain
+    with pytest.raises(InputError, match="no feature domain"):
+        zs.in_feature_domain()

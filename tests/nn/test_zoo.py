@@ -20,6 +20,7 @@ from captum_lmac.nn.zoo import (
     to_torchscript,
 )
 from captum_lmac.training import train_classifier
+from captum_lmac.metrics import randomisation_stages
 from toys import TINY_ARCHITECTURES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
@@ -78,6 +79,15 @@ def test_shapes_info_and_relus(models, data, name):
     for h in handles:
         h.remove()
     assert set(calls.values()) == {1}, "every ReLU is its own module, used once"
+
+
+@pytest.mark.parametrize("name", EAGER)
+def test_randomisation_stages_are_the_blocks(models, name):
+    """The cascading-randomisation check walks every architecture block by block (a waveform
+    model's wrapper is opened into its network's parts, not randomised as one stage)."""
+    stages = randomisation_stages(models[name][0])
+    assert len(stages) >= 4, [s[0] for s in stages]
+    assert stages[-1][0] == "bn0"
 
 
 def test_default_sizes_are_cpu_sized():
