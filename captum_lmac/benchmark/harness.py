@@ -255,6 +255,9 @@ class DomainData:
         ``limit``), or — when the training split streams — a stream whose batches carry the clean part
         (the clips' known clean events, or WHAM!-style mixtures computed on the fly)."""
         if not self.streaming():
+            if needs_phase(self.model) and self.domain == "stft":  # waveform models: the mixtures' phase too
+                p, what = self._pair_set()
+                return (p.subset(list(range(limit))) if limit is not None and limit < len(p) else p), what
             X_mix, X_clean, what = self.pairs()
             if limit is not None and limit < X_mix.shape[0]:
                 X_mix, X_clean = X_mix[:limit], X_clean[:limit]
@@ -282,6 +285,15 @@ class DomainData:
     def pairs(self) -> Tuple[Tensor, Tensor, str]:
         """Fine-tuning pairs ``(X_mix, X_clean, description)`` in this domain (WHAM!-style mixtures or
         the clips' known clean events, see :func:`~captum_lmac.benchmark.conditions.wham_pairs`)."""
+        p, what = self._pair_set()
+        X_mix, X_clean = p.X, p.extra["clean_X"]
+        if self.domain == "stft":
+            return X_mix, X_clean, what
+        return to_features(self.model, X_mix), to_features(self.model, X_clean), what
+
+    def _pair_set(self) -> Tuple[SpectrogramSet, str]:
+        """The fine-tuning mixtures as a :class:`SpectrogramSet` (STFT domain, with their phase and
+        ``extra["clean_X"]``) and their description, computed once per run."""
         if "pairs" not in self.memo:
             ft = self.config.section("lmac_ft")
             noise = Path(ft.noise_dir) if ft.noise_dir is not None else None
@@ -293,11 +305,8 @@ class DomainData:
                 tr = tr.subset(list(range(n)))
             p, what = wham_pairs(tr, self.stft, noise, float(ft.snr_db), seed=self.seed, mode=ft.pairs,
                                  progress=self.progress)
-            self.memo["pairs"] = (p.X, p.extra["clean_X"], what)
-        X_mix, X_clean, what = self.memo["pairs"]
-        if self.domain == "stft":
-            return X_mix, X_clean, what
-        return to_features(self.model, X_mix), to_features(self.model, X_clean), what
+            self.memo["pairs"] = (p, what)
+        return self.memo["pairs"]
 
 
 @dataclass

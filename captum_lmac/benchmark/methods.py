@@ -38,6 +38,7 @@ from ..attr.lmac_td import LMACTD
 from ..attr.lmac_zs import LMACZS
 from ..data.captions import build_training_set, esc10_captions
 from ..data.streaming import LabelCaptions, StreamingSpectrograms, is_stream
+from ..data.tensors import SpectrogramSet
 from ..errors import InputError
 from .registry import (
     INFO_KEYS,
@@ -307,11 +308,11 @@ def _lmac_ft_fit(ctx: MethodContext) -> LMAC:
     fit = fit_settings(ctx.section, ctx.domain)
     base = ctx.obtain("lmac")
     pairs, what = ctx.data.pair_data(ctx.config.n_train)
-    n = len(pairs) if is_stream(pairs) else pairs[0].shape[0]
+    n = len(pairs) if is_stream(pairs) or isinstance(pairs, SpectrogramSet) else pairs[0].shape[0]
     ctx.log(f"[benchmark] fine-tuning L-MAC ({ctx.domain}) on {n} pairs ({what}): {fit}")
     obj = lmac_on(ctx.model, base)
     obj.decoder = copy.deepcopy(base.decoder)
-    obj.finetune(pairs, val=ctx.data.val_X(), seed=ctx.seed, progress=ctx.progress, **fit)
+    obj.finetune(pairs, val=ctx.data.fit_data("val"), seed=ctx.seed, progress=ctx.progress, **fit)
     obj.history.setdefault("benchmark", {})["pairs_description"] = what
     return obj
 

@@ -12,7 +12,7 @@ from toys import TINY_ARCHITECTURES
 SR = 8000
 TINY = {k: v for k, v in TINY_ARCHITECTURES.items() if k != "torchscript"}
 METHODS = ["saliency", "smoothgrad", "ig", "gradcam", "gradcam++", "guided_backprop", "guided_gradcam",
-           "gradient_shap", "kernel_shap", "lmac", "l2i"]
+           "gradient_shap", "kernel_shap", "lmac", "lmac_ft", "l2i"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
@@ -49,6 +49,7 @@ def test_every_method_explains_every_architecture(name, zoo_data, tmp_path):
                            "kernel_shap": {"n_samples": 6, "grid": [4, 4], "perturbations_per_eval": 6}},
         "lmac": {"layers": [h.config() if hasattr(h, "config") else h for h in info["decoder_layers"]],
                  "fit": {"epochs": 1, "batch_size": 6}},
+        "lmac_ft": {"pairs": "synthetic", "fit": {"epochs": 1, "batch_size": 6}},  # waveform models: pairs with phase
         "l2i": {"layers": [h.config() if hasattr(h, "config") else h for h in info["decoder_layers"][-2:]],
                 "init": {"n_components": 4, "hidden": 8}, "fit": {"epochs": 1, "nmf_iter": 3}, "thresholds": [0.2]},
     }
