@@ -197,10 +197,10 @@ class LMACZS(LearnedAttribution):
         return self.zero_shot_model if self.zero_shot_model is not None else self.model
 
     def _copy_kwargs(self, model: nn.Module) -> Dict[str, Any]:
-        kwargs = {**super()._copy_kwargs(model), "prompts": self._prompts}
-        if not isinstance(model, ZeroShotClassifier):  # a bare audio encoder: keep this text encoder
-            kwargs.update(text_encoder=self.text_encoder, prompts=self.prompts)
-        return kwargs
+        kwargs = super()._copy_kwargs(model)
+        if isinstance(model, ZeroShotClassifier):  # its own text encoder; prompts None = its own prompts
+            return {**kwargs, "prompts": self._prompts}
+        return {**kwargs, "text_encoder": self.text_encoder, "prompts": self.prompts}  # a bare audio encoder
 
     # ------------------------------------------------------------------ embeddings
     def embed_text(self, texts: Sequence[str]) -> Tensor:
