@@ -66,11 +66,26 @@ def format_target(target: TargetType, n: int, n_classes: Optional[int] = None,
     return t
 
 
+def _contiguous_input(module: nn.Module, args: Tuple[Any, ...]) -> Optional[Tuple[Any, ...]]:
+    """Forward pre-hook: the first input as a contiguous tensor (None: leave the inputs alone)."""
+    if args and torch.is_tensor(args[0]) and not args[0].is_contiguous():
+        return (args[0].contiguous(),) + tuple(args[1:])
+    return None
+
+
 @contextmanager
 def eval_mode(model: Any, freeze: bool = False) -> Iterator[None]:
     """Every submodule of ``model`` in eval mode (and, with ``freeze``, its parameters without
     gradients) inside the block; each module's flag and each parameter's ``requires_grad`` are
     restored afterwards. Anything that is not an ``nn.Module`` passes through untouched.
+
+    Inside the block every BatchNorm layer also receives its input as a contiguous tensor. This
+    works around a PyTorch CPU bug (seen in torch 2.9.1): eval-mode ``BatchNorm2d`` given an input
+    strided like ``(N, C, 1, T)`` with stride 1 along C — what ``bn0(x.transpose(1, 2))`` gets
+    from a torchaudio ``MelSpectrogram`` output, the PANNs layout — returns a wrong *input*
+    gradient (the forward is right, and so are weight gradients in training), which silently
+    corrupts every input-gradient method and the learned methods' fits on such a model. The
+    copy changes no value; the hooks are removed on exit.
 
     The one eval/freeze guard of the package: attributions, metrics, fits and the harness use it.
     """
@@ -82,9 +97,13 @@ def eval_mode(model: Any, freeze: bool = False) -> Iterator[None]:
     model.eval()
     for p, _ in grads:
         p.requires_grad_(False)
+    hooks = [m.register_forward_pre_hook(_contiguous_input) for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     try:
         yield
     finally:
+        for h in hooks:
+            h.remove()
         for p, flag in grads:
             p.requires_grad_(flag)
         for m, flag in flags:

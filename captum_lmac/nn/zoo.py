@@ -325,7 +325,7 @@ class WaveformCNN(nn.Module):
     def forward(self, waveform: Tensor) -> Tensor:
         if waveform.dim() != 2:
             raise InputError(f"WaveformCNN expects waveforms (N, samples), got shape {tuple(waveform.shape)}")
-        x = self.frontend(waveform).unsqueeze(1)  # (N, 1, n_mels, frames)
+        x = self.frontend(waveform).contiguous().unsqueeze(1)  # (N, 1, n_mels, frames); see eval_mode on why contiguous
         x = self.bn0(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
@@ -407,7 +407,7 @@ class StreamingDetector(nn.Module):
         n, s = waveform.shape
         c = self.n_chunks(s)
         rows = F.pad(waveform, (0, c * self.chunk - s)).reshape(n * c, self.chunk)  # (N·C, chunk)
-        z = self.bn0(self.frontend(rows))
+        z = self.bn0(self.frontend(rows).contiguous())
         e = self.embed(self.enc2(self.enc1(z)))  # (N·C, D)
         seq, _ = self.gru(e.reshape(n, c, -1))  # (N, C, H)
         h = self.context(seq.transpose(1, 2))  # (N, H, C)
