@@ -83,7 +83,7 @@ def eval_mode(model: Any, freeze: bool = False) -> Iterator[None]:
     works around a PyTorch CPU bug (seen in torch 2.9.1): eval-mode ``BatchNorm2d`` given an input
     strided like ``(N, C, 1, T)`` with stride 1 along C — what ``bn0(x.transpose(1, 2))`` gets
     from a torchaudio ``MelSpectrogram`` output, the PANNs layout — returns a wrong *input*
-    gradient (the forward is right, and so are weight gradients in training), which silently
+    gradient (the forward is right, and our classifiers still train to normal accuracy), which silently
     corrupts every input-gradient method and the learned methods' fits on such a model. The
     copy changes no value; the hooks are removed on exit.
 
