@@ -1,4 +1,5 @@
-"""``captum_lmac._utils``: the eval/freeze guard's BatchNorm input-gradient fix."""
+"""``captum_lmac._utils``: the eval/freeze guard's BatchNorm input-gradient fix (every architecture's input
+gradients against central differences: tests/nn/test_zoo.py)."""
 
 import torch
 from torch import nn
@@ -35,48 +36,3 @@ def test_batchnorm_input_gradient_is_exact_inside_eval_mode():
     raw = _input_grad(bn, base, grad_out)
     # the PyTorch bug the guard works around (torch 2.9.1 on CPU): outside the guard the gradient may be wrong
     print("unguarded BatchNorm2d input-gradient error:", float((raw - exact).abs().max()))
-
-
-def test_every_architecture_has_exact_input_gradients(tmp_path):
-    """Reverse-mode input gradients (what saliency, IG and the learned fits use) equal central-difference
-    directional derivatives for every zoo architecture, through the guard."""
-    from captum_lmac.audio import STFT
-    from captum_lmac.nn.zoo import build_architecture
-    from toys import TINY_ARCHITECTURES
-
-    stft = STFT(sample_rate=8000, n_fft=256, hop_length=64, win_length=128)
-    torch.manual_seed(0)
-    wav = torch.randn(2, 4000) * 0.1
-    X, P = stft.analyze(wav)
-    X, P = X.double(), P.double()
-    for name, tiny in TINY_ARCHITECTURES.items():
-        if name == "torchscript":
-            continue  # a frozen TorchScript graph: no forward-mode rules for every op
-        torch.manual_seed(0)
-        model, info = build_architecture(name, 3, stft, **tiny)
-        model = model.double()
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                with torch.no_grad():
-                    m.running_mean.uniform_(-1, 1)
-                    m.running_var.uniform_(0.5, 2)
-        waveform = info["input"] == "waveform"
-        v = torch.randn_like(X) * X  # a relative (mask-like) change of the magnitude
-        with eval_mode(model, freeze=True):
-            ctx = model.using_phase(P, length=4000) if waveform else _nullcontext()
-            with ctx:
-                f = lambda x: model(x)[:, 0].sum()
-                Xr = X.clone().requires_grad_(True)
-                f(Xr).backward()
-                with torch.no_grad():
-                    forward = (f(X + 1e-4 * v) - f(X - 1e-4 * v)) / 2e-4
-        # the bug gives errors of order one; the waveform path's ISTFT runs in float32
-        torch.testing.assert_close((Xr.grad * v).sum(), forward, rtol=2e-2, atol=1e-6, msg=name)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -1,5 +1,6 @@
 """The test architectures: shapes, GuidedBackprop-friendly ReLUs, hooks, auto layers, baselines, training."""
 
+import copy
 import math
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from torch import nn
 
 from captum_lmac import STFT, InputError
+from captum_lmac._utils import eval_mode
 from captum_lmac.attr import make_baseline
 from captum_lmac.nn.auto_layers import auto_layers
 from captum_lmac.nn.hooks import LayerRecorder, resolve_hooks
@@ -146,6 +148,32 @@ def test_explained_by_the_baselines_and_batch_equals_items(models, data, name):
             items = torch.cat([b.attribute(X[i:i + 1], additional_forward_args=None if args is None else (P[i:i + 1],))
                                for i in range(4)])
             torch.testing.assert_close(mask, items, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", EAGER)  # a traced TorchScript graph keeps its float32 dtype: no float64 copy
+def test_input_gradients_match_central_differences(data, name):
+    """Reverse-mode input gradients (what Saliency, IG and the learned fits use), taken inside the
+    package's eval_mode guard, equal central-difference directional derivatives (tests/test_utils.py
+    has the PyTorch BatchNorm bug this catches on the waveform CNN without the guard)."""
+    stft, _, X, P = data
+    torch.manual_seed(0)
+    model, info = build_architecture(name, 3, stft, **TINY[name])
+    model = copy.deepcopy(model).double()  # a copy: .double() would cast the shared STFT in place
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    X, P = X.double(), P.double()
+    v = torch.randn_like(X) * X  # a relative (mask-like) change of the magnitude
+    f = lambda x: _run(model, info, x, P)[:, 0].sum()
+    with eval_mode(model, freeze=True):
+        Xr = X.clone().requires_grad_(True)
+        f(Xr).backward()
+        with torch.no_grad():
+            central = (f(X + 1e-4 * v) - f(X - 1e-4 * v)) / 2e-4
+    # the bug gives errors of order one; the waveform path's ISTFT runs in float32
+    torch.testing.assert_close((Xr.grad * v).sum(), central, rtol=2e-2, atol=1e-6)
 
 
 class _nothing:
