@@ -24,12 +24,14 @@ class WordVectors:
     def __init__(self, dim: int = DIM, salt: int = 0) -> None:
         self.dim = dim
         self.salt = salt
+        self.calls = 0  # how many times texts were encoded (prompt caching is checked with it)
 
     def _word(self, w: str) -> torch.Tensor:
         g = torch.Generator().manual_seed(zlib.crc32(w.encode()) + self.salt)
         return torch.randn(self.dim, generator=g)
 
     def __call__(self, texts):
+        self.calls += 1
         return torch.stack([torch.stack([self._word(w) for w in t.lower().split()]).mean(0) for t in texts])
 
 

@@ -55,7 +55,7 @@ from ..errors import DataNotFoundError, InputError
 from ..metrics import EvalContext, aggregate, oracle_mask, score
 from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..training import seed_everything
-from .conditions import SetDataset, condition_set, ground_truth, resolve_conditions, stratified_indices, wham_pairs
+from .conditions import SetDataset, augmented_training_set, condition_set, ground_truth, resolve_conditions, stratified_indices, wham_pairs
 from .config import SuiteConfig, from_dict
 from .data import train_stream
 from .media import write_examples
@@ -225,10 +225,20 @@ class DomainData:
             raise InputError("the training split streams: use fit_data('train') (a StreamingSpectrograms)")
         return self._in_domain("train_mel", lambda: self.split("train").X)
 
-    def fit_data(self, split: str = "train", limit: Optional[int] = None) -> Any:
+    def fit_data(self, split: str = "train", limit: Optional[int] = None,
+                 augment: Optional[Mapping[str, Any]] = None) -> Any:
         """Data a learned method fits on: the inputs in this domain, or — for a classifier that needs
         the clips' phase (waveform models) — the split itself (X with its phase), first ``limit`` clips;
-        a :class:`~captum_lmac.data.StreamingSpectrograms` of them when the training split streams."""
+        a :class:`~captum_lmac.data.StreamingSpectrograms` of them when the training split streams.
+
+        ``augment`` (training split only; ``fraction``, ``kinds``, ``snr_db`` of
+        :func:`~captum_lmac.benchmark.conditions.augmented_training_set`): that share of the clips
+        replaced by seeded mixtures, computed once per run."""
+        if split == "train" and augment and float(augment.get("fraction", 0.0)) > 0:
+            if self.streaming():
+                raise InputError("augmenting the training clips needs them in memory; this training split streams "
+                                 "(set the method's augment.fraction to 0, or streaming.enabled to false)")
+            return self._augmented(limit, augment)
         if split == "train" and self.streaming():
             return self._stream_in_domain(self.train_split(), limit)
         if needs_phase(self.model) and self.domain == "stft":
@@ -239,6 +249,19 @@ class DomainData:
             return SpectrogramSet(s.waveform, s.X, s.phase, s.y, {}, list(s.classes))
         X = self.train_X() if split == "train" else self.val_X()
         return X if X is None or limit is None or limit >= X.shape[0] else X[:limit]
+
+    def _augmented(self, limit: Optional[int], augment: Mapping[str, Any]) -> Any:
+        opts = {k: augment[k] for k in ("fraction", "kinds", "snr_db") if k in augment}
+        key = f"augmented:{limit}:{sorted(opts.items())}"
+        if key not in self.memo:
+            tr = self.split("train")
+            tr = tr.subset(list(range(limit))) if limit is not None and limit < len(tr) else tr
+            aug = augmented_training_set(tr, self.stft, seed=self.seed, progress=self.progress, **opts)
+            if needs_phase(self.model) and self.domain == "stft":
+                self.memo[key] = aug
+            else:
+                self.memo[key] = aug.X if self.domain == "stft" else to_features(self.model, aug.X)
+        return self.memo[key]
 
     def val_X(self) -> Optional[Tensor]:
         """The validation clips in this domain (None without a validation split)."""

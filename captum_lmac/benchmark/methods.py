@@ -40,6 +40,7 @@ from ..data.captions import build_training_set, esc10_captions
 from ..data.streaming import LabelCaptions, StreamingSpectrograms, is_stream
 from ..data.tensors import SpectrogramSet
 from ..errors import InputError
+from .conditions import AUGMENT_KINDS
 from .registry import (
     INFO_KEYS,
     MethodContext,
@@ -150,15 +151,20 @@ register_fallback(_resolve_baseline)
 @dataclass
 class LMACSection(Section):
     """``lmac``: hooked layers (null: the last 4 blocks), :class:`~captum_lmac.LMAC` constructor
-    (``init``) and :meth:`~captum_lmac.LMAC.fit` (``fit``; ``fit_mel`` overrides in the feature domain)."""
+    (``init``) and :meth:`~captum_lmac.LMAC.fit` (``fit``; ``fit_mel`` overrides in the feature domain);
+    ``augment`` (off when empty or ``fraction`` 0): ``{"fraction", "kinds", "snr_db"}`` — that share of
+    the training clips replaced by seeded white-noise / other-training-clip mixtures
+    (:func:`~captum_lmac.benchmark.conditions.augmented_training_set`), for the fit and its refits."""
 
     layers: Union[None, str, List[Any]] = None
     init: Dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "use_input": False, "mask_domain": "linear"})
     fit: Dict[str, Any] = field(default_factory=lambda: {"epochs": 12, "lr": 2e-3, "batch_size": 16, "lambda_s": 2.0,
                                                          "out_loss": "bounded"})
     fit_mel: Dict[str, Any] = field(default_factory=dict)
+    augment: Dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
+        check_augment(self.augment, f"{where}.augment")
         _check_kwargs(LMAC.__init__, self.init, f"{where}.init")
         _check_kwargs(LMAC.fit, self.fit, f"{where}.fit")
         _check_kwargs(LMAC.fit, self.fit_mel, f"{where}.fit_mel")
@@ -177,6 +183,29 @@ def layer_specs(layers: Union[str, List[Any]]) -> Union[str, List[Any]]:
     return [Hook.from_config(h) if isinstance(h, dict) else h for h in layers]
 
 
+def check_augment(augment: Dict[str, Any], where: str) -> None:
+    """Validate an ``augment`` section (keys of :func:`~captum_lmac.benchmark.conditions.augmented_training_set`)."""
+    unknown = sorted(set(augment) - {"fraction", "kinds", "snr_db"})
+    if unknown:
+        raise InputError(f"{where}: unknown keys {unknown}; expected fraction, kinds, snr_db")
+    fraction = augment.get("fraction", 0.0)
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 <= fraction <= 1.0:
+        raise InputError(f"{where}.fraction must be a number in [0, 1], got {fraction!r}")
+    kinds = augment.get("kinds", list(AUGMENT_KINDS))
+    if isinstance(kinds, str) or not kinds or any(k not in AUGMENT_KINDS for k in kinds):
+        raise InputError(f"{where}.kinds must be a non-empty list from {list(AUGMENT_KINDS)}, got {kinds!r}")
+    snr = augment.get("snr_db", [0.0, 12.0])
+    if (not isinstance(snr, (list, tuple)) or len(snr) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in snr) or snr[0] > snr[1]):
+        raise InputError(f"{where}.snr_db must be a [low, high] pair of numbers in dB, got {snr!r}")
+
+
+def _augment_of(section: Any) -> Optional[Dict[str, Any]]:
+    """The section's training-clip augmentation, or None when it has none (or fraction 0)."""
+    augment = getattr(section, "augment", None) or {}
+    return dict(augment) if float(augment.get("fraction", 0.0)) > 0 else None
+
+
 def _lmac_layers(ctx: MethodContext) -> List[Any]:
     return layer_specs(ctx.section.layers or default_layers(ctx.model))
 
@@ -187,6 +216,8 @@ def layered_key(ctx: MethodContext, layers: List[str]) -> Dict[str, Any]:
     key = {"method": ctx.name, "domain": ctx.domain, "layers": layers if isinstance(layers, str) else [h.config() if isinstance(h, Hook) else h for h in layers],
            "init": dict(s.init),
            "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
+    if _augment_of(s) is not None:  # absent when off, so fits without augmentation keep their cache entries
+        key["augment"] = _augment_of(s)
     return with_stream_key(key, ctx)
 
 
@@ -202,8 +233,9 @@ def with_stream_key(key: Dict[str, Any], ctx: MethodContext) -> Dict[str, Any]:
 def fit_on_training_split(cls: type, ctx: MethodContext, layers: List[str]) -> Any:
     """``cls(model, layers, **section.init).fit(training clips, val=validation clips, **section.fit)``."""
     fit = fit_settings(ctx.section, ctx.domain)
-    train = ctx.data.fit_data("train", ctx.config.n_train)
-    how = " (streamed)" if is_stream(train) else ""
+    augment = _augment_of(ctx.section)
+    train = ctx.data.fit_data("train", ctx.config.n_train, augment=augment)
+    how = " (streamed)" if is_stream(train) else (f" (augmented: {augment})" if augment else "")
     ctx.log(f"[benchmark] fitting {cls.__name__} ({ctx.domain}) on {len(train)} clips{how}: {fit}")
     obj = cls(ctx.model, layers, **ctx.section.init)
     obj.fit(train, val=ctx.data.fit_data("val"), seed=ctx.seed, progress=ctx.progress, **fit)
@@ -254,8 +286,8 @@ def _lmac_refit(ctx: MethodContext, obj: LMAC):
         if epochs is not None:
             fit["epochs"] = int(epochs)
         other = obj.unfitted_copy(c.model)
-        other.fit(c.data.fit_data("train", c.config.n_train), val=c.data.fit_data("val"), seed=c.seed,
-                  progress=False, **fit)
+        other.fit(c.data.fit_data("train", c.config.n_train, augment=_augment_of(c.section)),
+                  val=c.data.fit_data("val"), seed=c.seed, progress=False, **fit)
         return other
     return refitter(ctx, obj, fit_on)
 

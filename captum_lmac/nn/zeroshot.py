@@ -147,6 +147,9 @@ class ZeroShotClassifier(nn.Module):
         logit_scale (float): Multiplies the cosine similarities (CLAP's learned
             ``logit_scale.exp()``; 1 gives plain cosine similarities).
         normalize (bool): L2-normalise both embeddings (CLAP does).
+        text_embeddings (Tensor, optional): The prompts' embeddings (P, D) when already computed
+            (e.g. by another classifier with the same text encoder; see :meth:`in_feature_domain`):
+            used as given instead of running the text encoder.
 
     Examples::
 
@@ -164,6 +167,7 @@ class ZeroShotClassifier(nn.Module):
         prompts: Sequence[str],
         logit_scale: float = 1.0,
         normalize: bool = True,
+        text_embeddings: Optional[Tensor] = None,
     ) -> None:
         super().__init__()
         if not isinstance(audio_encoder, nn.Module):
@@ -180,7 +184,15 @@ class ZeroShotClassifier(nn.Module):
         self._prompts: List[str] = []
         # not persistent: prompts are not weights, so they stay out of state_dict / fingerprints
         self.register_buffer("text_embeddings", torch.zeros(0), persistent=False)
-        self.set_prompts(prompts)
+        if text_embeddings is None:
+            self.set_prompts(prompts)
+            return
+        prompts = check_prompts(prompts)
+        if not torch.is_tensor(text_embeddings) or text_embeddings.dim() != 2 or text_embeddings.shape[0] != len(prompts):
+            shape = tuple(text_embeddings.shape) if torch.is_tensor(text_embeddings) else type(text_embeddings).__name__
+            raise InputError(f"text_embeddings must be a ({len(prompts)}, D) tensor, one row per prompt, got {shape}")
+        self._prompts = list(prompts)
+        self.text_embeddings = text_embeddings.detach().clone()
 
     @property
     def prompts(self) -> List[str]:
@@ -250,7 +262,8 @@ class ZeroShotClassifier(nn.Module):
             raise InputError(f"{type(self.audio_encoder).__name__} has no features / in_feature_domain: "
                              "this zero-shot classifier has no feature domain")
         view = ZeroShotClassifier(self.audio_encoder.in_feature_domain(), self.text_encoder, self.prompts,
-                                  logit_scale=self.logit_scale, normalize=self.normalize)
+                                  logit_scale=self.logit_scale, normalize=self.normalize,
+                                  text_embeddings=self.text_embeddings)  # the prompts are not encoded again
         return view.to(self.text_embeddings.device)
 
     def extra_repr(self) -> str:

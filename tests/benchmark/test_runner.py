@@ -138,6 +138,52 @@ def test_wham_pairs_modes(tiny, tmp_path):
     assert "0 dB" in what
 
 
+def test_augmented_training_set_replaces_a_seeded_share_with_mixtures(tiny):
+    from captum_lmac.benchmark.conditions import augmented_training_set
+
+    model, stft, data = tiny
+    tr = data["train"]
+    aug = augmented_training_set(tr, stft, fraction=0.5, snr_db=(3.0, 3.0), seed=1, progress=False)
+    changed = (aug.waveform != tr.waveform).flatten(1).any(dim=1)
+    assert int(changed.sum()) == round(0.5 * len(tr))
+    assert torch.equal(aug.y, tr.y) and torch.equal(aug.X[~changed], tr.X[~changed])
+    # every changed clip is the original plus an interferer 3 dB below it, analysed again
+    rest = aug.waveform[changed] - tr.waveform[changed]
+    snr = 10 * torch.log10(tr.waveform[changed].pow(2).mean(1) / rest.pow(2).mean(1))
+    assert torch.allclose(snr, torch.full_like(snr, 3.0), atol=1e-3)
+    X_again = stft.magnitude(aug.waveform[changed])
+    assert torch.allclose(X_again, aug.X[changed], atol=1e-4)
+    again = augmented_training_set(tr, stft, fraction=0.5, snr_db=(3.0, 3.0), seed=1, progress=False)
+    assert torch.equal(again.waveform, aug.waveform)
+    other = augmented_training_set(tr, stft, fraction=0.5, snr_db=(3.0, 3.0), seed=2, progress=False)
+    assert not torch.equal(other.waveform, aug.waveform)
+    assert augmented_training_set(tr, stft, fraction=0.0) is tr
+    with pytest.raises(InputError, match="kinds"):
+        augmented_training_set(tr, stft, kinds=["speech"])
+    with pytest.raises(InputError, match="fraction"):
+        augmented_training_set(tr, stft, fraction=1.5)
+
+
+def test_lmac_augment_setting_is_checked_keyed_and_used(tiny, make_config, tmp_path):
+    model, stft, data = tiny
+    for bad in ({"fraction": 2}, {"kinds": ["ambient"]}, {"snr_db": [5, 0]}, {"colour": 1}):
+        cfg = make_config(methods=["lmac"], conditions=["in-domain"], domains=["stft"])
+        cfg["lmac"] = {"augment": bad, "fit": {"epochs": 1}}
+        with pytest.raises(InputError, match="augment"):
+            run_benchmark(model, stft, data, config=cfg, cache_dir=tmp_path, sanity=False, progress=False)
+    cfg = make_config(methods=["lmac"], conditions=["in-domain"], domains=["stft"])
+    cfg["lmac"] = {"fit": {"epochs": 1}}
+    run_benchmark(model, stft, data, config=cfg, cache_dir=tmp_path, sanity=False, progress=False)
+    stamp = (tmp_path / "tiny_lmac.pt").stat().st_mtime_ns
+    cfg["lmac"]["augment"] = {"fraction": 0.5, "snr_db": [0, 6]}
+    run_benchmark(model, stft, data, config=cfg, cache_dir=tmp_path, sanity=False, progress=False)
+    assert (tmp_path / "tiny_lmac.pt").stat().st_mtime_ns != stamp  # another fit, not the cached one
+    from captum_lmac import LMAC
+
+    fitted = LMAC.load(tmp_path / "tiny_lmac.pt", model)
+    assert fitted.history["benchmark"]["augment"] == {"fraction": 0.5, "snr_db": [0, 6]}
+
+
 def test_interpreters_are_cached_and_reused(tiny, tiny_run, make_config):
     res, _, cache = tiny_run
     assert (cache / "tiny_lmac.pt").is_file() and (cache / "tiny_lmac_mel.pt").is_file()

@@ -2,13 +2,11 @@
 
 import importlib.util
 import time
-import zlib
 
 import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import Saliency
-from torch import nn
 
 from captum_lmac.attr import make_baseline
 from captum_lmac.audio import STFT
@@ -17,32 +15,7 @@ from captum_lmac.metrics import faithfulness
 from captum_lmac.nn.zeroshot import PowerSpectrogramFrontEnd, SmallCLAP, ZeroShotClassifier
 from captum_lmac.training import clap_loss, clap_zero_shot_accuracy, load_clap, save_clap, train_clap
 
-
-class WordVectors:
-    """Deterministic toy text encoder: mean of one fixed random vector per word."""
-
-    def __init__(self, dim=12):
-        self.dim = dim
-        self.calls = 0
-
-    def __call__(self, texts):
-        self.calls += 1
-        out = []
-        for t in texts:
-            vs = [torch.randn(self.dim, generator=torch.Generator().manual_seed(zlib.crc32(w.encode())))
-                  for w in t.lower().split()]
-            out.append(torch.stack(vs).mean(0))
-        return torch.stack(out)
-
-
-class TinyAudio(nn.Module):
-    def __init__(self, dim=12):
-        super().__init__()
-        self.block1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2))
-        self.fc = nn.Linear(4, dim)
-
-    def forward(self, X):
-        return self.fc(self.block1(torch.log1p(X)).mean((2, 3)))
+from toys import TinyAudio, WordVectors
 
 
 PROMPTS = ["a dog", "rain falling", "a siren"]
@@ -80,6 +53,10 @@ def test_set_prompts_and_validation(zs):
         ZeroShotClassifier(zs.audio_encoder, WordVectors(), PROMPTS, logit_scale=0.0)
     with pytest.raises(InputError, match="embedding space"):
         ZeroShotClassifier(zs.audio_encoder, WordVectors(dim=5), PROMPTS)(X)
+    with pytest.raises(InputError, match="one row per prompt"):
+        ZeroShotClassifier(zs.audio_encoder, WordVectors(), PROMPTS, text_embeddings=torch.zeros(2, 16))
+    given = ZeroShotClassifier(zs.audio_encoder, WordVectors(), PROMPTS, text_embeddings=zs.text_embeddings)
+    assert torch.allclose(given(X), ZeroShotClassifier(zs.audio_encoder, WordVectors(), PROMPTS)(X))
 
 
 def test_prompt_embeddings_are_cached(zs):
@@ -122,7 +99,7 @@ def test_clap_loss_groups():
 def tiny_clap_data():
     torch.manual_seed(0)
     stft = STFT(n_fft=128, hop_length=64, win_length=128)
-    clap = SmallCLAP(stft, text_base=WordVectors(), text_dim=12, n_mels=16, channels=(4, 8), embed_dim=8)
+    clap = SmallCLAP(stft, text_base=WordVectors(12), text_dim=12, n_mels=16, channels=(4, 8), embed_dim=8)
     g = torch.Generator().manual_seed(0)
     wave = torch.randn(12, 2000, generator=g) * 0.1
     t = torch.arange(2000) / 16000
@@ -147,7 +124,7 @@ def test_small_clap_trains_and_round_trips(tiny_clap_data, tmp_path):
     zs = clap.zero_shot(prompts)
     assert zs(X).shape == (12, 2) and zs.logit_scale == pytest.approx(clap.logit_scale)
     path = save_clap(tmp_path / "clap.pt", clap, info={"note": "tiny"})
-    back, stft, info = load_clap(path, text_base=WordVectors())
+    back, stft, info = load_clap(path, text_base=WordVectors(12))
     assert info == {"note": "tiny"} and stft.n_fft == 128
     assert torch.equal(back.zero_shot(prompts)(X), zs(X))
     with pytest.raises(InputError):
@@ -176,7 +153,6 @@ def test_default_cam_layer_of_a_zero_shot_classifier():
     from captum_lmac.attr.baselines import default_cam_layer
     from captum_lmac.audio import STFT
     from captum_lmac.nn.zeroshot import CLAPAudioEncoder, ZeroShotClassifier
-    from toys import WordVectors
 
     enc = CLAPAudioEncoder(STFT(sample_rate=16000, n_fft=256, hop_length=128, win_length=256), n_mels=16,
                            channels=(4, 8), embed_dim=16)
@@ -188,14 +164,15 @@ def test_feature_domain_view_of_the_small_clap_encoder(zs):
     """The "Mel" rows: the view reads the encoder's log-mel features, shares every weight, keeps the
     layer names (hooks and CAM layers carry over) and gives the same similarities."""
     from captum_lmac.nn.zeroshot import CLAPAudioEncoder
-    from toys import WordVectors as Words
 
     stft = STFT(sample_rate=16000, n_fft=256, hop_length=128, win_length=256)
     torch.manual_seed(0)
     enc = CLAPAudioEncoder(stft, n_mels=16, channels=(4, 8), embed_dim=16).eval()
-    full = ZeroShotClassifier(enc, Words(16), ["a dog", "rain"], logit_scale=5.0).eval()
+    words = WordVectors(16)
+    full = ZeroShotClassifier(enc, words, ["a dog", "rain"], logit_scale=5.0).eval()
     X = stft.analyze(torch.randn(2, 4000))[0]
     view = full.in_feature_domain().eval()
+    assert words.calls == 1  # the view reuses the prompts' embeddings
     feats = full.features(X)
     assert feats.shape[2] == 16
     assert torch.allclose(view(feats), full(X), atol=1e-5)
