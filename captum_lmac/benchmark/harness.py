@@ -55,7 +55,8 @@ from ..errors import DataNotFoundError, InputError
 from ..metrics import EvalContext, aggregate, oracle_mask, score
 from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..training import seed_everything
-from .conditions import SetDataset, augmented_training_set, condition_set, ground_truth, resolve_conditions, stratified_indices, wham_pairs
+from .conditions import (SetDataset, augmented_training_set, condition_set, ground_truth, resolve_conditions,
+                         stratified_indices, wham_pairs)
 from .config import SuiteConfig, from_dict
 from .data import train_stream
 from .media import write_examples
@@ -252,16 +253,15 @@ class DomainData:
 
     def _augmented(self, limit: Optional[int], augment: Mapping[str, Any]) -> Any:
         opts = {k: augment[k] for k in ("fraction", "kinds", "snr_db") if k in augment}
-        key = f"augmented:{limit}:{sorted(opts.items())}"
+        key = f"augmented:{limit}:{sorted(opts.items())}"  # the mixtures (STFT domain), shared by the domains
         if key not in self.memo:
             tr = self.split("train")
             tr = tr.subset(list(range(limit))) if limit is not None and limit < len(tr) else tr
-            aug = augmented_training_set(tr, self.stft, seed=self.seed, progress=self.progress, **opts)
-            if needs_phase(self.model) and self.domain == "stft":
-                self.memo[key] = aug
-            else:
-                self.memo[key] = aug.X if self.domain == "stft" else to_features(self.model, aug.X)
-        return self.memo[key]
+            self.memo[key] = augmented_training_set(tr, self.stft, seed=self.seed, progress=self.progress, **opts)
+        aug = self.memo[key]
+        if self.domain == "stft":
+            return aug if needs_phase(self.model) else aug.X
+        return self._in_domain(f"{key}:{self.domain}", lambda: aug.X)
 
     def val_X(self) -> Optional[Tensor]:
         """The validation clips in this domain (None without a validation split)."""

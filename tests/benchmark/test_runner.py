@@ -176,12 +176,16 @@ def test_lmac_augment_setting_is_checked_keyed_and_used(tiny, make_config, tmp_p
     run_benchmark(model, stft, data, config=cfg, cache_dir=tmp_path, sanity=False, progress=False)
     stamp = (tmp_path / "tiny_lmac.pt").stat().st_mtime_ns
     cfg["lmac"]["augment"] = {"fraction": 0.5, "snr_db": [0, 6]}
-    run_benchmark(model, stft, data, config=cfg, cache_dir=tmp_path, sanity=False, progress=False)
+    cfg["domains"] = ["stft", "mel"]  # the mixtures are shared, each domain fits on its own view of them
+    res = run_benchmark(model, stft, data, config=cfg, cache_dir=tmp_path, sanity=False, progress=False)
     assert (tmp_path / "tiny_lmac.pt").stat().st_mtime_ns != stamp  # another fit, not the cached one
     from captum_lmac import LMAC
 
-    fitted = LMAC.load(tmp_path / "tiny_lmac.pt", model)
-    assert fitted.history["benchmark"]["augment"] == {"fraction": 0.5, "snr_db": [0, 6]}
+    for name, domain in (("tiny_lmac.pt", "stft"), ("tiny_lmac_mel.pt", "mel")):
+        fitted = LMAC.load(tmp_path / name, model if domain == "stft" else model.in_feature_domain())
+        assert fitted.history["benchmark"]["augment"] == {"fraction": 0.5, "snr_db": [0, 6]}
+        assert fitted.history["benchmark"]["domain"] == domain
+    assert {r["domain"] for r in res["rows"]} == {"stft", "mel"}
 
 
 def test_interpreters_are_cached_and_reused(tiny, tiny_run, make_config):
