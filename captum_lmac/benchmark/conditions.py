@@ -326,8 +326,10 @@ def augmented_training_set(
     snr_db: Tuple[float, float] = (0.0, 12.0),
     seed: int = 0,
     progress: bool = True,
+    add: bool = False,
 ) -> SpectrogramSet:
-    r"""The training split with a seeded ``fraction`` of its clips replaced by contaminated copies.
+    r"""The training split with a seeded ``fraction`` of its clips replaced by (or, ``add``, joined by)
+    contaminated copies.
 
     An interpreter fitted on clean clips only has never seen the classifier decide on a mixture;
     this gives its fit some (the classifier is untouched). The chosen clips are split evenly over
@@ -335,7 +337,8 @@ def augmented_training_set(
     different class) — each mixed at an SNR drawn uniformly from ``snr_db`` (clean-to-interferer,
     whole clip, :class:`~captum_lmac.data.ContaminatedDataset`) and analysed again with ``stft``
     (magnitude, phase and waveform of the mixture). Everything else, labels included, is kept; the
-    same ``seed`` gives the same set. ``extra`` is dropped (a mixture's clean parts are not the
+    same ``seed`` gives the same set. With ``add`` the clean clips all stay and the mixtures follow
+    them (the set grows by ``fraction`` and so does the fit's time). ``extra`` is dropped (a mixture's clean parts are not the
     original clip's).
 
     Args:
@@ -345,6 +348,7 @@ def augmented_training_set(
         kinds: Contaminations to use, from :data:`AUGMENT_KINDS`.
         snr_db: ``(low, high)`` SNR range in dB.
         seed: Seed of the choice of clips and of the mixing.
+        add: Append the mixtures instead of replacing their clean clips.
 
     Examples::
 
@@ -375,6 +379,10 @@ def augmented_training_set(
         mixed = ContaminatedDataset(part, kind, (lo, hi), source=whole if kind == "clip" else None, seed=seed)
         out = to_spectrograms(mixed, stft, keep=(), progress=progress)
         waveform[idx], X[idx], phase[idx] = out.waveform, out.X, out.phase
+    if add:
+        return SpectrogramSet(torch.cat([train.waveform, waveform[order]]), torch.cat([train.X, X[order]]),
+                              torch.cat([train.phase, phase[order]]), torch.cat([train.y, train.y[order]]), {},
+                              list(train.classes))
     return SpectrogramSet(waveform, X, phase, train.y.clone(), {}, list(train.classes))
 
 

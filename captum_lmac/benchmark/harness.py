@@ -232,7 +232,7 @@ class DomainData:
         the clips' phase (waveform models) — the split itself (X with its phase), first ``limit`` clips;
         a :class:`~captum_lmac.data.StreamingSpectrograms` of them when the training split streams.
 
-        ``augment`` (training split only; ``fraction``, ``kinds``, ``snr_db`` of
+        ``augment`` (training split only; ``fraction``, ``kinds``, ``snr_db``, ``add`` of
         :func:`~captum_lmac.benchmark.conditions.augmented_training_set`): that share of the clips
         replaced by seeded mixtures, computed once per run."""
         if split == "train" and augment and float(augment.get("fraction", 0.0)) > 0:
@@ -252,7 +252,7 @@ class DomainData:
         return X if X is None or limit is None or limit >= X.shape[0] else X[:limit]
 
     def _augmented(self, limit: Optional[int], augment: Mapping[str, Any]) -> Any:
-        opts = {k: augment[k] for k in ("fraction", "kinds", "snr_db") if k in augment}
+        opts = {k: augment[k] for k in ("fraction", "kinds", "snr_db", "add") if k in augment}
         key = f"augmented:{limit}:{sorted(opts.items())}"  # the mixtures (STFT domain), shared by the domains
         if key not in self.memo:
             tr = self.split("train")

@@ -152,8 +152,8 @@ register_fallback(_resolve_baseline)
 class LMACSection(Section):
     """``lmac``: hooked layers (null: the last 4 blocks), :class:`~captum_lmac.LMAC` constructor
     (``init``) and :meth:`~captum_lmac.LMAC.fit` (``fit``; ``fit_mel`` overrides in the feature domain);
-    ``augment`` (off when empty or ``fraction`` 0): ``{"fraction", "kinds", "snr_db"}`` — that share of
-    the training clips replaced by seeded white-noise / other-training-clip mixtures
+    ``augment`` (off when empty or ``fraction`` 0): ``{"fraction", "kinds", "snr_db", "add"}`` — that share
+    of the training clips replaced (``add``: joined) by seeded white-noise / other-training-clip mixtures
     (:func:`~captum_lmac.benchmark.conditions.augmented_training_set`), for the fit and its refits."""
 
     layers: Union[None, str, List[Any]] = None
@@ -185,9 +185,11 @@ def layer_specs(layers: Union[str, List[Any]]) -> Union[str, List[Any]]:
 
 def check_augment(augment: Dict[str, Any], where: str) -> None:
     """Validate an ``augment`` section (keys of :func:`~captum_lmac.benchmark.conditions.augmented_training_set`)."""
-    unknown = sorted(set(augment) - {"fraction", "kinds", "snr_db"})
+    unknown = sorted(set(augment) - {"fraction", "kinds", "snr_db", "add"})
     if unknown:
-        raise InputError(f"{where}: unknown keys {unknown}; expected fraction, kinds, snr_db")
+        raise InputError(f"{where}: unknown keys {unknown}; expected fraction, kinds, snr_db, add")
+    if not isinstance(augment.get("add", False), bool):
+        raise InputError(f"{where}.add must be true or false, got {augment['add']!r}")
     fraction = augment.get("fraction", 0.0)
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 <= fraction <= 1.0:
         raise InputError(f"{where}.fraction must be a number in [0, 1], got {fraction!r}")

@@ -158,6 +158,10 @@ def test_augmented_training_set_replaces_a_seeded_share_with_mixtures(tiny):
     other = augmented_training_set(tr, stft, fraction=0.5, snr_db=(3.0, 3.0), seed=2, progress=False)
     assert not torch.equal(other.waveform, aug.waveform)
     assert augmented_training_set(tr, stft, fraction=0.0) is tr
+    joined = augmented_training_set(tr, stft, fraction=0.5, snr_db=(3.0, 3.0), seed=1, progress=False, add=True)
+    assert len(joined) == len(tr) + int(changed.sum())  # every clean clip kept, the same mixtures after them
+    assert torch.equal(joined.X[: len(tr)], tr.X) and torch.equal(joined.X[len(tr):], aug.X[changed])
+    assert torch.equal(joined.y[len(tr):], tr.y[changed])
     with pytest.raises(InputError, match="kinds"):
         augmented_training_set(tr, stft, kinds=["speech"])
     with pytest.raises(InputError, match="fraction"):
@@ -166,7 +170,7 @@ def test_augmented_training_set_replaces_a_seeded_share_with_mixtures(tiny):
 
 def test_lmac_augment_setting_is_checked_keyed_and_used(tiny, make_config, tmp_path):
     model, stft, data = tiny
-    for bad in ({"fraction": 2}, {"kinds": ["ambient"]}, {"snr_db": [5, 0]}, {"colour": 1}):
+    for bad in ({"fraction": 2}, {"kinds": ["ambient"]}, {"snr_db": [5, 0]}, {"colour": 1}, {"add": "yes"}):
         cfg = make_config(methods=["lmac"], conditions=["in-domain"], domains=["stft"])
         cfg["lmac"] = {"augment": bad, "fit": {"epochs": 1}}
         with pytest.raises(InputError, match="augment"):
