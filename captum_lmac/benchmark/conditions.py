@@ -317,6 +317,29 @@ def wham_pairs(
 #: (white noise is drawn, the "clip" interferer is another training clip), so no test audio leaks in.
 AUGMENT_KINDS = ("white", "clip")
 
+#: The options of :func:`augmented_training_set` a suite's ``augment`` section may set.
+AUGMENT_KEYS = ("fraction", "kinds", "snr_db", "add")
+
+
+def check_augment(options: Mapping[str, Any], where: str = "augment") -> None:
+    """Validate augmentation options (keys :data:`AUGMENT_KEYS`, as in a suite's ``augment`` section);
+    ``where`` names them in the error."""
+    unknown = sorted(set(options) - set(AUGMENT_KEYS))
+    if unknown:
+        raise InputError(f"{where}: unknown keys {unknown}; expected {', '.join(AUGMENT_KEYS)}")
+    if not isinstance(options.get("add", False), bool):
+        raise InputError(f"{where}.add must be true or false, got {options['add']!r}")
+    fraction = options.get("fraction", 0.0)
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 <= fraction <= 1.0:
+        raise InputError(f"{where}.fraction must be a number in [0, 1], got {fraction!r}")
+    kinds = options.get("kinds", list(AUGMENT_KINDS))
+    if isinstance(kinds, str) or not kinds or any(k not in AUGMENT_KINDS for k in kinds):
+        raise InputError(f"{where}.kinds must be a non-empty list from {list(AUGMENT_KINDS)}, got {kinds!r}")
+    snr = options.get("snr_db", [0.0, 12.0])
+    if (not isinstance(snr, (list, tuple)) or len(snr) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in snr) or snr[0] > snr[1]):
+        raise InputError(f"{where}.snr_db must be a [low, high] pair of numbers in dB, got {snr!r}")
+
 
 def augmented_training_set(
     train: SpectrogramSet,
@@ -357,12 +380,8 @@ def augmented_training_set(
         True
     """
     fraction = float(fraction)
-    if not 0.0 <= fraction <= 1.0:
-        raise InputError(f"augment fraction must be in [0, 1], got {fraction:g}")
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-    bad = [k for k in kinds if k not in AUGMENT_KINDS]
-    if bad or not kinds:
-        raise InputError(f"augment kinds must be a non-empty subset of {list(AUGMENT_KINDS)}, got {kinds}")
+    check_augment({"fraction": fraction, "kinds": kinds, "snr_db": tuple(snr_db), "add": bool(add)})
     lo, hi = (float(v) for v in snr_db)
     n_aug = int(round(fraction * len(train)))
     if n_aug == 0:
@@ -389,5 +408,5 @@ def augmented_training_set(
 __all__ = [
     "CONDITIONS", "DEFAULT_CONDITIONS", "SNR_PRESETS", "Condition", "snr_table", "resolve_conditions",
     "SetDataset", "stratified_indices", "condition_set", "measured_snr_db", "ground_truth", "wham_pairs",
-    "AUGMENT_KINDS", "augmented_training_set",
+    "AUGMENT_KINDS", "AUGMENT_KEYS", "check_augment", "augmented_training_set",
 ]

@@ -55,8 +55,8 @@ from ..errors import DataNotFoundError, InputError
 from ..metrics import EvalContext, aggregate, oracle_mask, score
 from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..training import seed_everything
-from .conditions import (SetDataset, augmented_training_set, condition_set, ground_truth, resolve_conditions,
-                         stratified_indices, wham_pairs)
+from .conditions import (AUGMENT_KEYS, SetDataset, augmented_training_set, condition_set, ground_truth,
+                         resolve_conditions, stratified_indices, wham_pairs)
 from .config import SuiteConfig, from_dict
 from .data import train_stream
 from .media import write_examples
@@ -153,6 +153,11 @@ def _forward(model: nn.Module, X: Tensor, start: int, stop: int) -> Tensor:
         return model(X[start:stop])
 
 
+def _first(s: SpectrogramSet, limit: Optional[int]) -> SpectrogramSet:
+    """The first ``limit`` clips of ``s`` (all of them when ``limit`` is None or not smaller)."""
+    return s.subset(list(range(limit))) if limit is not None and limit < len(s) else s
+
+
 def example_indices(y: Tensor, n: int) -> List[int]:
     """The first clip of each of the first ``n`` classes met (distinct classes where possible)."""
     seen, out = set(), []
@@ -246,17 +251,16 @@ class DomainData:
             if split not in self.data:
                 return None
             s = self.data[split]
-            s = s.subset(list(range(limit))) if limit is not None and limit < len(s) else s
+            s = _first(s, limit)
             return SpectrogramSet(s.waveform, s.X, s.phase, s.y, {}, list(s.classes))
         X = self.train_X() if split == "train" else self.val_X()
         return X if X is None or limit is None or limit >= X.shape[0] else X[:limit]
 
     def _augmented(self, limit: Optional[int], augment: Mapping[str, Any]) -> Any:
-        opts = {k: augment[k] for k in ("fraction", "kinds", "snr_db", "add") if k in augment}
+        opts = {k: augment[k] for k in AUGMENT_KEYS if k in augment}
         key = f"augmented:{limit}:{sorted(opts.items())}"  # the mixtures (STFT domain), shared by the domains
         if key not in self.memo:
-            tr = self.split("train")
-            tr = tr.subset(list(range(limit))) if limit is not None and limit < len(tr) else tr
+            tr = _first(self.split("train"), limit)
             self.memo[key] = augmented_training_set(tr, self.stft, seed=self.seed, progress=self.progress, **opts)
         aug = self.memo[key]
         if self.domain == "stft":
@@ -280,7 +284,7 @@ class DomainData:
         if not self.streaming():
             if needs_phase(self.model) and self.domain == "stft":  # waveform models: the mixtures' phase too
                 p, what = self._pair_set()
-                return (p.subset(list(range(limit))) if limit is not None and limit < len(p) else p), what
+                return _first(p, limit), what
             X_mix, X_clean, what = self.pairs()
             if limit is not None and limit < X_mix.shape[0]:
                 X_mix, X_clean = X_mix[:limit], X_clean[:limit]
@@ -322,10 +326,7 @@ class DomainData:
             noise = Path(ft.noise_dir) if ft.noise_dir is not None else None
             if noise is not None and not noise.is_absolute():
                 noise = (self.data_root or default_data_root()) / noise
-            tr = self.split("train")
-            n = self.config.n_train
-            if n is not None and n < len(tr):
-                tr = tr.subset(list(range(n)))
+            tr = _first(self.split("train"), self.config.n_train)
             p, what = wham_pairs(tr, self.stft, noise, float(ft.snr_db), seed=self.seed, mode=ft.pairs,
                                  progress=self.progress)
             self.memo["pairs"] = (p, what)

@@ -40,7 +40,7 @@ from ..data.captions import build_training_set, esc10_captions
 from ..data.streaming import LabelCaptions, StreamingSpectrograms, is_stream
 from ..data.tensors import SpectrogramSet
 from ..errors import InputError
-from .conditions import AUGMENT_KINDS
+from .conditions import check_augment
 from .registry import (
     INFO_KEYS,
     MethodContext,
@@ -152,7 +152,7 @@ register_fallback(_resolve_baseline)
 class LMACSection(Section):
     """``lmac``: hooked layers (null: the last 4 blocks), :class:`~captum_lmac.LMAC` constructor
     (``init``) and :meth:`~captum_lmac.LMAC.fit` (``fit``; ``fit_mel`` overrides in the feature domain);
-    ``augment`` (off when empty or ``fraction`` 0): ``{"fraction", "kinds", "snr_db", "add"}`` — that share
+    ``augment`` (off when empty or ``fraction`` 0; keys :data:`~captum_lmac.benchmark.conditions.AUGMENT_KEYS`) — that share
     of the training clips replaced (``add``: joined) by seeded white-noise / other-training-clip mixtures
     (:func:`~captum_lmac.benchmark.conditions.augmented_training_set`), for the fit and its refits."""
 
@@ -183,25 +183,6 @@ def layer_specs(layers: Union[str, List[Any]]) -> Union[str, List[Any]]:
     return [Hook.from_config(h) if isinstance(h, dict) else h for h in layers]
 
 
-def check_augment(augment: Dict[str, Any], where: str) -> None:
-    """Validate an ``augment`` section (keys of :func:`~captum_lmac.benchmark.conditions.augmented_training_set`)."""
-    unknown = sorted(set(augment) - {"fraction", "kinds", "snr_db", "add"})
-    if unknown:
-        raise InputError(f"{where}: unknown keys {unknown}; expected fraction, kinds, snr_db, add")
-    if not isinstance(augment.get("add", False), bool):
-        raise InputError(f"{where}.add must be true or false, got {augment['add']!r}")
-    fraction = augment.get("fraction", 0.0)
-    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 <= fraction <= 1.0:
-        raise InputError(f"{where}.fraction must be a number in [0, 1], got {fraction!r}")
-    kinds = augment.get("kinds", list(AUGMENT_KINDS))
-    if isinstance(kinds, str) or not kinds or any(k not in AUGMENT_KINDS for k in kinds):
-        raise InputError(f"{where}.kinds must be a non-empty list from {list(AUGMENT_KINDS)}, got {kinds!r}")
-    snr = augment.get("snr_db", [0.0, 12.0])
-    if (not isinstance(snr, (list, tuple)) or len(snr) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in snr) or snr[0] > snr[1]):
-        raise InputError(f"{where}.snr_db must be a [low, high] pair of numbers in dB, got {snr!r}")
-
-
 def _augment_of(section: Any) -> Optional[Dict[str, Any]]:
     """The section's training-clip augmentation, or None when it has none (or fraction 0)."""
     augment = getattr(section, "augment", None) or {}
@@ -218,8 +199,9 @@ def layered_key(ctx: MethodContext, layers: List[str]) -> Dict[str, Any]:
     key = {"method": ctx.name, "domain": ctx.domain, "layers": layers if isinstance(layers, str) else [h.config() if isinstance(h, Hook) else h for h in layers],
            "init": dict(s.init),
            "fit": fit_settings(s, ctx.domain), "n_train": ctx.config.n_train, "seed": ctx.seed}
-    if _augment_of(s) is not None:  # absent when off, so fits without augmentation keep their cache entries
-        key["augment"] = _augment_of(s)
+    augment = _augment_of(s)
+    if augment is not None:  # absent when off, so fits without augmentation keep their cache entries
+        key["augment"] = augment
     return with_stream_key(key, ctx)
 
 
