@@ -308,7 +308,7 @@ def wham_pairs(
     base = SetDataset(SpectrogramSet(train.waveform, train.X, train.phase, train.y, {}, list(train.classes)),
                       stft.sample_rate)
     ds = ContaminatedDataset(base, "ambient", float(snr_db), source=noise_dir, seed=seed)
-    pairs = to_spectrograms(ds, stft, keep=("clean",), progress=progress)
+    pairs = to_spectrograms(ds, stft, keep=("clean",), progress=progress, spectra_only=("clean",))
     pairs.extra = {"clean_X": pairs.extra["clean_X"]}
     return pairs, f"training clips + ambient noise ({Path(noise_dir).name}) at {snr_db:g} dB"
 

@@ -58,41 +58,69 @@ def to_spectrograms(
     limit: Optional[int] = None,
     keep: Sequence[str] = ("clean", "interferer", "background"),
     progress: bool = True,
+    spectra_only: Sequence[str] = (),
 ) -> SpectrogramSet:
     """Read every item of a ``(waveform, label, meta)`` data set and analyse it with ``stft``.
 
     All waveforms must have the same length (the data sets here crop/pad to a fixed duration).
     Tensor entries of ``meta`` named in ``keep`` are stacked into ``extra`` (their STFT magnitude is
-    stored as ``extra[name + "_X"]`` when they are waveforms of the same length).
+    stored as ``extra[name + "_X"]`` when they are waveforms of the same length); for the names in
+    ``spectra_only`` only that magnitude is kept, not the waveform.
+
+    The clips are read and analysed ``batch_size`` at a time straight into tensors allocated once,
+    so the peak memory is the result plus one batch (not twice the result, as stacking lists would).
     """
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise InputError("the data set is empty")
-    waves, labels, extras = [], [], {}
-    for i in tqdm(range(n), desc="loading audio", disable=not progress, leave=False):
-        w, y, meta = dataset[i]
-        waves.append(w)
-        labels.append(int(y))
-        for k in keep:
-            if isinstance(meta, dict) and torch.is_tensor(meta.get(k)):
-                extras.setdefault(k, []).append(meta[k])
-    lengths = {int(w.shape[-1]) for w in waves}
-    if len(lengths) != 1:
-        raise InputError(f"clips have different lengths {sorted(lengths)[:5]}; crop or pad them to one duration")
-    waveform = torch.stack(waves)
-    Xs, Ps = [], []
+    keep, spectra_only = tuple(keep), set(spectra_only)
+    waveform: Optional[Tensor] = None
+    X = P = None
+    labels = torch.empty(n, dtype=torch.long)
+    extra: Dict[str, Tensor] = {}
+    counts: Dict[str, int] = {}
+    bar = tqdm(total=n, desc="loading audio", disable=not progress, leave=False)
     for s in range(0, n, batch_size):
-        X, P = stft.analyze(waveform[s : s + batch_size], allow_silent=True)
-        Xs.append(X)
-        Ps.append(P)
-    extra = {}
-    for k, v in extras.items():
-        if len(v) != n:
-            continue
-        extra[k] = torch.stack(v)
-        if extra[k].shape == waveform.shape:
-            extra[k + "_X"] = torch.cat(
-                [stft.analyze(extra[k][s : s + batch_size], allow_silent=True)[0] for s in range(0, n, batch_size)]
-            )
+        e = min(n, s + batch_size)
+        batch_extra: Dict[str, List[Tensor]] = {}
+        for i in range(s, e):
+            w, y, meta = dataset[i]
+            if waveform is None:
+                waveform = torch.empty((n,) + tuple(w.shape), dtype=w.dtype)
+            if tuple(w.shape) != tuple(waveform.shape[1:]):
+                raise InputError(
+                    f"clips have different lengths (item {i}: {int(w.shape[-1])} samples, item 0: "
+                    f"{int(waveform.shape[-1])}); crop or pad them to one duration"
+                )
+            waveform[i] = w
+            labels[i] = int(y)
+            for k in keep:
+                if isinstance(meta, dict) and torch.is_tensor(meta.get(k)):
+                    batch_extra.setdefault(k, []).append(meta[k])
+            bar.update(1)
+        Xb, Pb = stft.analyze(waveform[s:e], allow_silent=True)
+        if X is None:
+            X = torch.empty((n,) + tuple(Xb.shape[1:]), dtype=Xb.dtype)
+            P = torch.empty((n,) + tuple(Pb.shape[1:]), dtype=Pb.dtype)
+        X[s:e], P[s:e] = Xb, Pb
+        for k, items in batch_extra.items():
+            if counts.get(k, 0) != s or len(items) != e - s:  # an extra some items lack is dropped
+                counts[k] = -1
+                continue
+            counts[k] = e
+            v = torch.stack(items)
+            if v.shape == waveform[s:e].shape:
+                if k + "_X" not in extra:
+                    extra[k + "_X"] = torch.empty_like(X)
+                extra[k + "_X"][s:e] = stft.analyze(v, allow_silent=True)[0]
+            if k not in spectra_only:
+                if k not in extra:
+                    extra[k] = torch.empty((n,) + tuple(v.shape[1:]), dtype=v.dtype)
+                extra[k][s:e] = v
+    bar.close()
+    for k in keep:  # drop extras that some items did not have
+        if counts.get(k, 0) != n:
+            extra.pop(k, None)
+            extra.pop(k + "_X", None)
     classes = list(getattr(dataset, "classes", []))
-    return SpectrogramSet(waveform, torch.cat(Xs), torch.cat(Ps), torch.tensor(labels), extra, classes)
+    return SpectrogramSet(waveform, X, P, labels, extra, classes)

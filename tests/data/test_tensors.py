@@ -1,0 +1,67 @@
+"""Tests of ``to_spectrograms``: the in-memory spectrogram sets every suite and fit reads."""
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from captum_lmac.audio import STFT
+from captum_lmac.data import to_spectrograms
+from captum_lmac.errors import InputError
+
+STFT_SMALL = STFT(sample_rate=8000, n_fft=128, hop_length=64, win_length=128)
+
+
+class Clips(Dataset):
+    """``n`` seeded noise clips; ``meta["clean"]`` is half of each clip (a waveform of the same
+    length), ``meta["gain"]`` a per-item vector, ``meta["partial"]`` only on even items."""
+
+    def __init__(self, n: int, samples: int = 800, odd_length_at: int = -1) -> None:
+        self.n, self.samples, self.odd = n, samples, odd_length_at
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        g = torch.Generator().manual_seed(i)
+        w = torch.randn(self.samples + (7 if i == self.odd else 0), generator=g)
+        meta = {"clean": 0.5 * w, "gain": torch.tensor([float(i), 1.0]), "name": f"clip{i}"}
+        if i % 2 == 0:
+            meta["partial"] = w
+        return w, i % 3, meta
+
+
+def test_matches_per_clip_analysis_across_batch_boundaries():
+    ds = Clips(11)
+    s = to_spectrograms(ds, STFT_SMALL, batch_size=4, progress=False)
+    assert s.waveform.shape == (11, 800) and s.X.shape[0] == 11 and s.phase.shape == s.X.shape
+    for i in (0, 3, 4, 10):  # first, batch edges, last
+        w, y, _ = ds[i]
+        X, P = STFT_SMALL.analyze(w[None], allow_silent=True)
+        assert torch.allclose(s.X[i], X[0], atol=1e-5) and torch.allclose(s.phase[i], P[0], atol=1e-5)
+        assert torch.equal(s.waveform[i], w) and int(s.y[i]) == y
+    assert s.y.dtype == torch.long
+
+
+def test_batch_size_does_not_change_the_result():
+    a = to_spectrograms(Clips(9), STFT_SMALL, batch_size=2, progress=False)
+    b = to_spectrograms(Clips(9), STFT_SMALL, batch_size=32, progress=False)
+    assert torch.allclose(a.X, b.X, atol=1e-5) and torch.equal(a.waveform, b.waveform)
+    assert torch.allclose(a.extra["clean_X"], b.extra["clean_X"], atol=1e-5)
+
+
+def test_extras_kept_dropped_and_spectra_only():
+    s = to_spectrograms(Clips(6), STFT_SMALL, batch_size=4, keep=("clean", "gain", "partial"), progress=False)
+    assert set(s.extra) == {"clean", "clean_X", "gain"}  # "partial" is missing on odd items: dropped
+    assert torch.allclose(s.extra["clean"], 0.5 * s.waveform)
+    assert torch.allclose(s.extra["clean_X"], 0.5 * s.X, atol=1e-5)  # the STFT is linear
+    assert s.extra["gain"].shape == (6, 2) and float(s.extra["gain"][5, 0]) == 5.0
+    only = to_spectrograms(Clips(6), STFT_SMALL, batch_size=4, keep=("clean",), spectra_only=("clean",),
+                           progress=False)
+    assert set(only.extra) == {"clean_X"} and torch.allclose(only.extra["clean_X"], s.extra["clean_X"])
+
+
+def test_bad_input_is_named():
+    with pytest.raises(InputError, match="empty"):
+        to_spectrograms(Clips(0), STFT_SMALL, progress=False)
+    with pytest.raises(InputError, match="item 5: 807 samples"):
+        to_spectrograms(Clips(8, odd_length_at=5), STFT_SMALL, batch_size=4, progress=False)
