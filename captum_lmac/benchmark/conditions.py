@@ -200,7 +200,7 @@ def condition_set(
 
     A contaminated copy holds in ``extra``: ``clean`` (the original test clip), ``interferer`` (the
     scaled interferer), ``snr_db`` (the measured per-item SNR) and, for SyntheticEvents, ``base_clean`` (the event)
-    and ``background`` — plus their STFT magnitudes ``<name>_X``.
+    and ``background`` (waveforms only: the ground truth re-analyses what it needs).
 
     Args:
         test: The in-domain test split.
@@ -228,7 +228,7 @@ def condition_set(
         raise DataNotFoundError(f"the {condition.name!r} condition needs audio in {source} (folder not found)")
     base = SetDataset(test, stft.sample_rate)
     ds = ContaminatedDataset(base, condition.name, float(condition.snr_db), source=source, seed=seed)
-    out = to_spectrograms(ds, stft, keep=KEEP_KEYS, progress=progress)
+    out = to_spectrograms(ds, stft, keep=KEEP_KEYS, progress=progress, extras="waveform")
     out.extra["snr_db"] = measured_snr_db(out)
     out.classes = list(test.classes)
     return out
@@ -308,7 +308,7 @@ def wham_pairs(
     base = SetDataset(SpectrogramSet(train.waveform, train.X, train.phase, train.y, {}, list(train.classes)),
                       stft.sample_rate)
     ds = ContaminatedDataset(base, "ambient", float(snr_db), source=noise_dir, seed=seed)
-    pairs = to_spectrograms(ds, stft, keep=("clean",), progress=progress, spectra_only=("clean",))
+    pairs = to_spectrograms(ds, stft, keep=("clean",), progress=progress, extras="spectrum")
     pairs.extra = {"clean_X": pairs.extra["clean_X"]}
     return pairs, f"training clips + ambient noise ({Path(noise_dir).name}) at {snr_db:g} dB"
 

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._utils import eval_mode
+from .._utils import eval_mode, release_memory
 from ..audio import STFT
 from ..data.contamination import WhamMixtures
 from ..data.folders import default_data_root
@@ -376,6 +376,8 @@ def build_rows(names: Sequence[str], model: nn.Module, domain: str, cfg: SuiteCo
     for name in names:
         spec = get_method(name)
         obj = obtain(name) if spec.fit is not None else None
+        if spec.fit is not None:
+            release_memory()  # the fit's activations and temporaries
         made = spec.rows(context(name), obj)
         if not made:
             raise InputError(f"method {name!r} produced no table rows")
@@ -485,6 +487,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
 
     if "test" not in data:
         raise InputError("data needs a 'test' split")
+    release_memory()  # what reading the data (and training a classifier) left behind
     test_full = data["test"]
     idx = stratified_indices(test_full.y, cfg.n_test)
     test = test_full.subset(idx) if len(idx) < len(test_full) else test_full
@@ -507,6 +510,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
             log(f"[benchmark] condition {cond.name!r} skipped: {exc}")
             skipped.append(f"{cond.name} ({exc})")
     conds = [c for c in conds if c.name in sets]
+    release_memory()
     timing["conditions_seconds"] = time.time() - t0
 
     cond_info = []
@@ -569,6 +573,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                         fits[f"{r.base} ({domain}) seed {s_}"] = r.info
         if not any(get_method(n).kind == "learned" for d in doms[di + 1 :] for n in names_for(d)):
             memo.clear()  # fine-tuning pairs and feature-domain training inputs are no longer needed
+            release_memory()
         timing["fit_seconds"] += time.time() - t0
         domain_rows[domain] = mrows
         for r in mrows:
@@ -631,6 +636,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                     f"Fid-In {aggs['FidIn']['mean']:5.3f} MM {aggs['MM']['mean']:5.3f} {ms:7.1f} ms/clip")
                 del masks
                 bar.update(1)
+            release_memory()  # this condition's attributions and metric temporaries
         bar.close()
         timing[f"evaluate_{domain}_seconds"] = time.time() - t0
         timing["evaluate_seconds"] += time.time() - t0
@@ -643,6 +649,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     for name in wanted:
         t0 = time.time()
         res = ANALYSES[name].run(actx)
+        release_memory()
         if res is not None:
             analyses[name] = res
         timing[f"{name}_seconds"] = time.time() - t0

@@ -58,14 +58,15 @@ def to_spectrograms(
     limit: Optional[int] = None,
     keep: Sequence[str] = ("clean", "interferer", "background"),
     progress: bool = True,
-    spectra_only: Sequence[str] = (),
+    extras: str = "both",
 ) -> SpectrogramSet:
     """Read every item of a ``(waveform, label, meta)`` data set and analyse it with ``stft``.
 
     All waveforms must have the same length (the data sets here crop/pad to a fixed duration).
     Tensor entries of ``meta`` named in ``keep`` are stacked into ``extra`` (their STFT magnitude is
-    stored as ``extra[name + "_X"]`` when they are waveforms of the same length); for the names in
-    ``spectra_only`` only that magnitude is kept, not the waveform.
+    stored as ``extra[name + "_X"]`` when they are waveforms of the same length). ``extras``:
+    ``"both"`` keeps both, ``"waveform"`` only the waveforms (no analysis), ``"spectrum"`` only the
+    magnitudes of the waveform entries (other entries as they are).
 
     The clips are read and analysed ``batch_size`` at a time straight into tensors allocated once,
     so the peak memory is the result plus one batch (not twice the result, as stacking lists would).
@@ -73,7 +74,9 @@ def to_spectrograms(
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise InputError("the data set is empty")
-    keep, spectra_only = tuple(keep), set(spectra_only)
+    if extras not in ("both", "waveform", "spectrum"):
+        raise InputError(f"extras must be 'both', 'waveform' or 'spectrum', got {extras!r}")
+    keep = tuple(keep)
     waveform: Optional[Tensor] = None
     X = P = None
     labels = torch.empty(n, dtype=torch.long)
@@ -109,11 +112,12 @@ def to_spectrograms(
                 continue
             counts[k] = e
             v = torch.stack(items)
-            if v.shape == waveform[s:e].shape:
+            is_wave = v.shape == waveform[s:e].shape
+            if is_wave and extras != "waveform":
                 if k + "_X" not in extra:
                     extra[k + "_X"] = torch.empty_like(X)
                 extra[k + "_X"][s:e] = stft.analyze(v, allow_silent=True)[0]
-            if k not in spectra_only:
+            if not (is_wave and extras == "spectrum"):
                 if k not in extra:
                     extra[k] = torch.empty((n,) + tuple(v.shape[1:]), dtype=v.dtype)
                 extra[k][s:e] = v

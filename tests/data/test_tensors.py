@@ -49,19 +49,23 @@ def test_batch_size_does_not_change_the_result():
     assert torch.allclose(a.extra["clean_X"], b.extra["clean_X"], atol=1e-5)
 
 
-def test_extras_kept_dropped_and_spectra_only():
+def test_extras_kept_dropped_and_what_is_kept_of_them():
     s = to_spectrograms(Clips(6), STFT_SMALL, batch_size=4, keep=("clean", "gain", "partial"), progress=False)
     assert set(s.extra) == {"clean", "clean_X", "gain"}  # "partial" is missing on odd items: dropped
     assert torch.allclose(s.extra["clean"], 0.5 * s.waveform)
     assert torch.allclose(s.extra["clean_X"], 0.5 * s.X, atol=1e-5)  # the STFT is linear
     assert s.extra["gain"].shape == (6, 2) and float(s.extra["gain"][5, 0]) == 5.0
-    only = to_spectrograms(Clips(6), STFT_SMALL, batch_size=4, keep=("clean",), spectra_only=("clean",),
-                           progress=False)
-    assert set(only.extra) == {"clean_X"} and torch.allclose(only.extra["clean_X"], s.extra["clean_X"])
+    keep = ("clean", "gain")
+    spec = to_spectrograms(Clips(6), STFT_SMALL, batch_size=4, keep=keep, extras="spectrum", progress=False)
+    assert set(spec.extra) == {"clean_X", "gain"} and torch.allclose(spec.extra["clean_X"], s.extra["clean_X"])
+    wave = to_spectrograms(Clips(6), STFT_SMALL, batch_size=4, keep=keep, extras="waveform", progress=False)
+    assert set(wave.extra) == {"clean", "gain"} and torch.equal(wave.extra["clean"], s.extra["clean"])
 
 
 def test_bad_input_is_named():
     with pytest.raises(InputError, match="empty"):
         to_spectrograms(Clips(0), STFT_SMALL, progress=False)
+    with pytest.raises(InputError, match="extras must be"):
+        to_spectrograms(Clips(2), STFT_SMALL, extras="all", progress=False)
     with pytest.raises(InputError, match="item 5: 807 samples"):
         to_spectrograms(Clips(8, odd_length_at=5), STFT_SMALL, batch_size=4, progress=False)
