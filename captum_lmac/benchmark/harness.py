@@ -52,7 +52,7 @@ from ..data.folders import default_data_root
 from ..data.streaming import FeatureTransform, StreamingSpectrograms, is_stream
 from ..data.tensors import SpectrogramSet
 from ..errors import DataNotFoundError, InputError
-from ..metrics import EvalContext, aggregate, oracle_mask, score
+from ..metrics import EvalContext, aggregate, class_probabilities, oracle_mask, score
 from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..training import seed_everything
 from .conditions import (AUGMENT_KEYS, SetDataset, augmented_training_set, condition_set, ground_truth,
@@ -105,6 +105,7 @@ def evaluate_masks(
     row: Optional[Row] = None,
     seed: int = 0,
     masked: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, ...]]] = None,
+    probs_X: Optional[Tensor] = None,
 ) -> Dict[str, np.ndarray]:
     """Per-sample metrics of ``masks`` explaining ``model`` on ``X``: every registered scorer that applies.
 
@@ -115,12 +116,14 @@ def evaluate_masks(
         quantus_check: In fast mode, recompute one sample with Quantus and fall back on a mismatch.
         row: The method's row (its fitted object, options and masked-in/out rule feed method-specific metrics).
         masked: ``(X, M) -> (X_in, X_out[, P_in, P_out])`` overriding the row's rule.
+        probs_X: The model's probabilities on X (:func:`~captum_lmac.metrics.faithfulness.class_probabilities`,
+            batch ``batch_size``) when already computed; default: computed here.
     """
     masked = masked if masked is not None else (row.masked if row else None)
     ctx = EvalContext(model=model, X=X, masks=masks, masked=masked, gt=gt, listen=listen,
                       method=row.method if row else None, base=row.base if row else "",
                       options=dict(row.options) if row else {}, batch_size=batch_size, seed=seed,
-                      quantus_mode=quantus_mode, quantus_check=quantus_check, log=log)
+                      quantus_mode=quantus_mode, quantus_check=quantus_check, log=log, probs_X=probs_X)
     return score(ctx)
 
 
@@ -312,25 +315,42 @@ class DomainData:
     def pairs(self) -> Tuple[Tensor, Tensor, str]:
         """Fine-tuning pairs ``(X_mix, X_clean, description)`` in this domain (WHAM!-style mixtures or
         the clips' known clean events, see :func:`~captum_lmac.benchmark.conditions.wham_pairs`)."""
-        p, what = self._pair_set()
-        X_mix, X_clean = p.X, p.extra["clean_X"]
+        if needs_phase(self.model):
+            p, what = self._pair_set()
+            X_mix, X_clean = p.X, p.extra["clean_X"]
+        else:
+            X_mix, X_clean, what = self._pair_spectra()
         if self.domain == "stft":
             return X_mix, X_clean, what
         return to_features(self.model, X_mix), to_features(self.model, X_clean), what
+
+    def _pair_spectra(self) -> Tuple[Tensor, Tensor, str]:
+        """The mixtures' and clean parts' magnitudes alone (STFT domain), computed once per run: a classifier
+        without a phase input never reads the mixtures' waveforms or phase, so they are not kept."""
+        if "pairs" in self.memo:  # the whole set is held already (a waveform model's fit built it)
+            p, what = self.memo["pairs"]
+            return p.X, p.extra["clean_X"], what
+        if "pair_spectra" not in self.memo:
+            p, what = self._build_pairs()
+            self.memo["pair_spectra"] = (p.X, p.extra["clean_X"], what)
+            del p
+            release_memory()
+        return self.memo["pair_spectra"]
 
     def _pair_set(self) -> Tuple[SpectrogramSet, str]:
         """The fine-tuning mixtures as a :class:`SpectrogramSet` (STFT domain, with their phase and
         ``extra["clean_X"]``) and their description, computed once per run."""
         if "pairs" not in self.memo:
-            ft = self.config.section("lmac_ft")
-            noise = Path(ft.noise_dir) if ft.noise_dir is not None else None
-            if noise is not None and not noise.is_absolute():
-                noise = (self.data_root or default_data_root()) / noise
-            tr = _first(self.split("train"), self.config.n_train)
-            p, what = wham_pairs(tr, self.stft, noise, float(ft.snr_db), seed=self.seed, mode=ft.pairs,
-                                 progress=self.progress)
-            self.memo["pairs"] = (p, what)
+            self.memo["pairs"] = self._build_pairs()
         return self.memo["pairs"]
+
+    def _build_pairs(self) -> Tuple[SpectrogramSet, str]:
+        ft = self.config.section("lmac_ft")
+        noise = Path(ft.noise_dir) if ft.noise_dir is not None else None
+        if noise is not None and not noise.is_absolute():
+            noise = (self.data_root or default_data_root()) / noise
+        tr = _first(self.split("train"), self.config.n_train)
+        return wham_pairs(tr, self.stft, noise, float(ft.snr_db), seed=self.seed, mode=ft.pairs, progress=self.progress)
 
 
 @dataclass
@@ -348,6 +368,41 @@ class AnalysisContext:
     log: Callable[[str], None] = print
     skipped: List[str] = field(default_factory=list)
     data: Optional[Mapping[str, SpectrogramSet]] = None
+
+
+class ConditionSets:
+    """The test clips under each condition, built on demand by ``build(condition)`` and holding at most
+    the last one built (with its ground truth), so a run keeps one condition's copy of the test split in
+    memory, not all of them. ``build`` must be deterministic (the condition sets are seeded per clip)."""
+
+    def __init__(self, build: Callable[[Any], SpectrogramSet]) -> None:
+        self._build = build
+        self._name: Optional[str] = None
+        self._set: Optional[SpectrogramSet] = None
+        self._gt: Any = None
+
+    def get(self, cond: Any) -> SpectrogramSet:
+        """The set of ``cond`` (built now unless it is the one held)."""
+        if self._name != cond.name or self._set is None:
+            self.release()
+            self._set = self._build(cond)
+            self._name = cond.name
+            self._gt = _UNSET
+        return self._set
+
+    def ground_truth(self, cond: Any) -> Optional[Tuple[Tensor, Tensor, str]]:
+        """``(target_wave, rest_wave, description)`` of ``cond``'s clips, or None (:func:`ground_truth`)."""
+        s = self.get(cond)
+        if self._gt is _UNSET:
+            self._gt = ground_truth(s, cond)
+        return self._gt
+
+    def release(self) -> None:
+        """Drop the held set (call :func:`~captum_lmac._utils.release_memory` after)."""
+        self._name, self._set, self._gt = None, None, _UNSET
+
+
+_UNSET = object()
 
 
 def build_rows(names: Sequence[str], model: nn.Module, domain: str, cfg: SuiteConfig, data: DomainData,
@@ -396,10 +451,12 @@ def seed_summary(seeds: Sequence[int], per_seed: Sequence[Mapping[str, np.ndarra
 
 def evaluate_row(r: Row, model: nn.Module, X: Tensor, s: SpectrogramSet, bs: int, gt: Optional[Dict[str, Tensor]],
                  listen, cfg: SuiteConfig, log, seed: int, progress: bool, desc: str,
-                 quantus_check: bool = False) -> Tuple[Dict[str, np.ndarray], Tensor, float]:
+                 quantus_check: bool = False, probs_X: Optional[Tensor] = None
+                 ) -> Tuple[Dict[str, np.ndarray], Tensor, float]:
     """Per-clip metrics, masks and ms per clip of one row on one condition set ``s`` (its clips'
     phase bound for waveform models; a row that explains the clips gets its own masked-in/out
-    inputs and listenable explanation)."""
+    inputs and listenable explanation). ``probs_X``: the model's probabilities on X, shared by the
+    condition's rows (:func:`condition_probabilities`)."""
     n_samples = int(s.waveform.shape[-1])
     with using_phase(model, s.phase, n_samples):
         masks, ms = attribute_rows(r, X, bs, desc, progress, model, s.phase, n_samples)
@@ -408,8 +465,16 @@ def evaluate_row(r: Row, model: nn.Module, X: Tensor, s: SpectrogramSet, bs: int
             masked = lambda X_, M: r.clips.masked(X_, M, s.phase, n_samples)
             row_listen = lambda M: r.clips.waveforms(X, s.phase, n_samples)
         per = evaluate_masks(model, X, masks, batch_size=32, gt=gt, listen=row_listen, quantus_mode=cfg.quantus,
-                             log=log, quantus_check=quantus_check, row=r, seed=seed, masked=masked)
+                             log=log, quantus_check=quantus_check, row=r, seed=seed, masked=masked,
+                             probs_X=probs_X)
     return per, masks, ms
+
+
+def condition_probabilities(model: nn.Module, X: Tensor, s: SpectrogramSet) -> Tensor:
+    """The model's probabilities on a condition's clips, with their phase bound (waveform models), in
+    the batches :func:`evaluate_row` scores in: computed once, they serve every row of the condition."""
+    with using_phase(model, s.phase, int(s.waveform.shape[-1])):
+        return class_probabilities(model, X, batch_size=32)
 
 
 def run_benchmark(
@@ -500,23 +565,22 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     root = Path(data_root) if data_root is not None else None
 
     # --- condition sets ---------------------------------------------------------------------------
+    # Built when needed and not kept (seeded: item i depends only on (seed, condition, i), so every build
+    # is the same set): the contaminated copies of the test split would otherwise sit in memory through
+    # every fit. Each is built once here (accuracy, what ground truth it has, whether its data exists).
     t0 = time.time()
-    sets: Dict[str, SpectrogramSet] = {}
+    sets = ConditionSets(lambda cond: condition_set(test, cond, stft, data_root=data_root, speech_dir=cfg.speech_dir,
+                                                    ambient_dir=cfg.ambient_dir, seed=seed, progress=progress))
+    cond_info = []
+    kept = []
     for cond in conds:
         try:
-            sets[cond.name] = condition_set(test, cond, stft, data_root=data_root, speech_dir=cfg.speech_dir,
-                                            ambient_dir=cfg.ambient_dir, seed=seed, progress=progress)
+            s = sets.get(cond)
         except DataNotFoundError as exc:
             log(f"[benchmark] condition {cond.name!r} skipped: {exc}")
             skipped.append(f"{cond.name} ({exc})")
-    conds = [c for c in conds if c.name in sets]
-    release_memory()
-    timing["conditions_seconds"] = time.time() - t0
-
-    cond_info = []
-    gts: Dict[str, Optional[Tuple[Tensor, Tensor, str]]] = {}
-    for cond in conds:
-        s = sets[cond.name]
+            continue
+        kept.append(cond)
         with torch.no_grad(), using_phase(model, s.phase, s.waveform.shape[-1]):
             pred = torch.cat([_forward(model, s.X, i, i + 64) for i in range(0, len(s), 64)]).argmax(1)
         info = cond.to_dict()
@@ -524,9 +588,13 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         info["accuracy"] = float((pred == s.y).float().mean())
         if cond.contaminated and "snr_db" in s.extra:
             info["snr_db_measured"] = float(s.extra["snr_db"].mean())
-        gts[cond.name] = ground_truth(s, cond)
-        info["ground_truth"] = gts[cond.name][2] if gts[cond.name] is not None else None
+        g = sets.ground_truth(cond)
+        info["ground_truth"] = g[2] if g is not None else None
         cond_info.append(info)
+    conds = kept
+    sets.release()
+    release_memory()
+    timing["conditions_seconds"] = time.time() - t0
 
     seeds = cfg.interpreter_seeds
     cache = InterpreterCache(Path(cache_dir) if cache_dir is not None else None, suite, refit=refit, log=log,
@@ -584,10 +652,10 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         label = domain_label(model, domain)
         bar = tqdm(total=len(conds) * len(mrows), desc=f"evaluating [{label}]", disable=not progress)
         for ci, cond in enumerate(conds):
-            s = sets[cond.name]
+            s = sets.get(cond)
             X_dom = s.X if domain == "stft" else to_features(model, s.X)
             gt_info = None
-            g = gts[cond.name]
+            g = sets.ground_truth(cond)
             if g is not None:
                 target_w, rest_w, _ = g
                 Xt = stft.analyze(target_w, allow_silent=True)[0]
@@ -603,9 +671,11 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                     return torch.cat([stft.listen(s.X[i : i + 32], s.phase[i : i + 32], M[i : i + 32], length=n)
                                       for i in range(0, M.shape[0], 32)])
             n_samples = s.waveform.shape[-1]
+            probs_X = condition_probabilities(m_dom, X_dom, s)
             for r in mrows:
                 per, masks, ms = evaluate_row(r, m_dom, X_dom, s, bs, gt_info, listen, cfg, log, seed, progress,
-                                              f"{r.name} [{domain}/{cond.name}]", quantus_check=ci == 0)
+                                              f"{r.name} [{domain}/{cond.name}]", quantus_check=ci == 0,
+                                              probs_X=probs_X)
                 aggs = {k: aggregate(v, seed=seed) for k, v in per.items()}
                 entry = {
                     "suite": suite, "domain": domain, "domain_label": label, "condition": cond.name,
@@ -621,7 +691,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                 if r.kind == "learned" and len(seeds) > 1:
                     entry["seeds"] = seed_summary(seeds, [per] + [
                         evaluate_row(more_seeds[s_][r.name], m_dom, X_dom, s, bs, gt_info, listen, cfg, log, seed,
-                                     progress, f"{r.name} s{s_} [{domain}/{cond.name}]")[0]
+                                     progress, f"{r.name} s{s_} [{domain}/{cond.name}]", probs_X=probs_X)[0]
                         for s_ in seeds[1:]])
                 rows.append(entry)
                 per_sample[f"{domain}|{cond.name}|{r.name}"] = {k: [round(float(x), 6) for x in v]
@@ -636,7 +706,9 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                     f"Fid-In {aggs['FidIn']['mean']:5.3f} MM {aggs['MM']['mean']:5.3f} {ms:7.1f} ms/clip")
                 del masks
                 bar.update(1)
-            release_memory()  # this condition's attributions and metric temporaries
+            del s, X_dom, gt_info, g, listen
+            sets.release()
+            release_memory()  # this condition's set, attributions and metric temporaries
         bar.close()
         timing[f"evaluate_{domain}_seconds"] = time.time() - t0
         timing["evaluate_seconds"] += time.time() - t0
@@ -658,9 +730,10 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     examples = []
     if out is not None and ex_idx:
         t0 = time.time()
-        examples = write_examples(out, out / "media", model, stft, test, conds, sets, gts, ex_idx, ex_masks,
+        examples = write_examples(out, out / "media", model, stft, test, conds, sets, ex_idx, ex_masks,
                                   ex_waves=ex_waves,
                                   with_mel=bool(cfg.report.mel_examples), progress=progress)
+        sets.release()
         timing["examples_seconds"] = time.time() - t0
 
     timing["total_seconds"] = time.time() - t_start

@@ -97,10 +97,13 @@ class Renderer:
 
 
 def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: SpectrogramSet, conds: List[Condition],
-                    sets: Dict[str, SpectrogramSet], gts, ex_idx: List[int], ex_masks, with_mel: bool,
+                    sets: Any, ex_idx: List[int], ex_masks, with_mel: bool,
                     progress: bool, ex_waves: Optional[Dict[Tuple[str, str, str], Tensor]] = None) -> List[Dict[str, Any]]:
     """Pictures (input, oracle, every method's mask) and WAVs (input, true source, every listenable
-    explanation) of the example clips of every condition, under ``media/``; returns their index."""
+    explanation) of the example clips of every condition, under ``media/``; returns their index.
+
+    ``sets`` gives each condition's clips and ground truth (``get(cond)``, ``ground_truth(cond)``: the
+    harness's :class:`~captum_lmac.benchmark.harness.ConditionSets`)."""
     render = Renderer(stft.sample_rate, stft.hop_length)
     classes = list(test.classes)
     examples = []
@@ -108,7 +111,7 @@ def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: S
         jobs = [(cond, k, i) for cond in conds for k, i in enumerate(ex_idx)]
         ex_by_cond: Dict[str, Dict[str, Any]] = {}
         for cond, k, i in tqdm(jobs, desc="report media", disable=not progress, leave=False):
-            s = sets[cond.name]
+            s = sets.get(cond)
             entry = ex_by_cond.setdefault(cond.name, {"condition": cond.name, "condition_label": cond.label,
                                                       "clips": []})
             base = f"{cond.name}_clip{i}"
@@ -124,7 +127,7 @@ def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: S
             render.save(s.X[i], media / f"{base}_input.png", kind="db", title="input |X| (dB)")
             write_wav(media / f"{base}_input.wav", s.waveform[i : i + 1], stft.sample_rate)
             clip["input_png"], clip["input_wav"] = f"media/{base}_input.png", f"media/{base}_input.wav"
-            g = gts[cond.name]
+            g = sets.ground_truth(cond)
             if g is not None:
                 target_w, rest_w, _ = g
                 Xt = stft.analyze(target_w[i : i + 1], allow_silent=True)[0]

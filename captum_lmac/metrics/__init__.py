@@ -29,7 +29,7 @@ from .base import (
     register_scorer,
     score,
 )
-from .faithfulness import FAITHFULNESS_KEYS, faithfulness
+from .faithfulness import FAITHFULNESS_KEYS, class_probabilities, faithfulness
 from .complexity import (
     complexity_scores,
     fast_complexity,
@@ -49,7 +49,7 @@ HIGHER_IS_BETTER = {name: m.higher_is_better for name, m in METRICS.items()}
 __all__ = [
     "Metric", "METRICS", "CATEGORIES", "declare", "metric_info", "higher_is_better", "HIGHER_IS_BETTER",
     "EvalContext", "Scorer", "SCORERS", "register_scorer", "score",
-    "FAITHFULNESS_KEYS", "faithfulness", "quantus_explain_func", "quantus_sparseness", "quantus_complexity",
+    "FAITHFULNESS_KEYS", "class_probabilities", "faithfulness", "quantus_explain_func", "quantus_sparseness", "quantus_complexity",
     "fast_sparseness", "fast_complexity", "complexity_scores", "si_sdr", "oracle_mask", "mask_precision_recall",
     "topk_fidelity", "ff_median", "component_ff", "ssim", "randomisation_stages", "randomise_",
     "cascading_randomisation", "aggregate", "aggregate_all",

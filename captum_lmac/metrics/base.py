@@ -102,6 +102,8 @@ class EvalContext:
         quantus_mode: ``"fast"`` or ``"quantus"`` for Sparseness / Complexity.
         quantus_check: Re-check one fast score against Quantus itself.
         log: Where warnings go.
+        probs_X: The model's probabilities on ``X`` (N, C) when already computed (every row of a
+            condition explains the same clips with the same model), else None.
     """
 
     model: Callable[[Tensor], Tensor]
@@ -118,6 +120,7 @@ class EvalContext:
     quantus_mode: str = "fast"
     quantus_check: bool = True
     log: Callable[[str], None] = print
+    probs_X: Optional[Tensor] = None
 
 
 class Scorer:

@@ -148,41 +148,61 @@ def quantus_complexity(mask: ArrayLike) -> np.ndarray:
 # Tests check equality with the Quantus wrappers; the harness re-checks one sample per batch at run time.
 
 
-def _fast_prepare(mask: ArrayLike):
-    a = torch.as_tensor(mask).detach().cpu().double()
-    n = a.shape[0]
-    flat = a.reshape(n, -1).abs()
-    scores = torch.full((n,), float("nan"), dtype=torch.float64)
-    if flat.shape[1] < 2:
-        return None, None, scores
-    finite = torch.isfinite(flat).all(dim=1)
-    peak = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amax(dim=1)
-    ok = finite & (peak > 0)
-    valid = flat[ok] / peak[ok, None]
-    return ok, valid, scores
+class _Prepared:
+    """|M| per sample (N, D) in its own precision, which samples have a score, and their max."""
+
+    def __init__(self, mask: ArrayLike) -> None:
+        a = torch.as_tensor(mask).detach().cpu()
+        if a.dtype not in (torch.float32, torch.float64):
+            a = a.double()
+        n = a.shape[0]
+        self.flat = a.reshape(n, -1).abs()
+        self.scores = torch.full((n,), float("nan"), dtype=torch.float64)
+        self.ok = None
+        if self.flat.shape[1] < 2:
+            return
+        finite = torch.isfinite(self.flat).all(dim=1)
+        peak = torch.where(finite[:, None], self.flat, torch.zeros_like(self.flat)).amax(dim=1).double()
+        self.ok = finite & (peak > 0)
+        self.peak = peak[self.ok, None]
+
+    def normalised(self, values: Tensor) -> Tensor:
+        """``values`` (rows of the scored samples, any order) as float64 divided by their sample's max."""
+        return values.double() / self.peak
+
+
+def _gini(prep: _Prepared) -> np.ndarray:
+    scores = prep.scores.clone()
+    if prep.ok is None or not bool(prep.ok.any()):
+        return scores.numpy()
+    # Sorting |M| sorts |M| / max + 1e-7 too (a monotone map sends equal values to equal values), so the
+    # float64 values come out in the very order Quantus sorts them in; numpy's SIMD sort of the input's own
+    # precision is ~3x faster than sorting the float64 copy with torch.
+    a = prep.normalised(torch.from_numpy(np.sort(prep.flat[prep.ok].numpy(), axis=1))) + 1e-7
+    d = a.shape[1]
+    w = 2 * torch.arange(1, d + 1, dtype=torch.float64) - d - 1
+    scores[prep.ok] = (a * w).sum(dim=1) / (d * a.sum(dim=1))
+    return scores.numpy()
+
+
+def _entropy(prep: _Prepared) -> np.ndarray:
+    scores = prep.scores.clone()
+    if prep.ok is None or not bool(prep.ok.any()):
+        return scores.numpy()
+    valid = prep.normalised(prep.flat[prep.ok])
+    p = valid / valid.sum(dim=1, keepdim=True)
+    scores[prep.ok] = -(p * torch.log(p + 1e-12)).sum(dim=1)
+    return scores.numpy()
 
 
 def fast_sparseness(mask: ArrayLike) -> np.ndarray:
     """Per-sample Gini index of |M| (Quantus ``Sparseness`` formula): (N,) float64, NaN if undefined."""
-    ok, valid, scores = _fast_prepare(mask)
-    if ok is None or not bool(ok.any()):
-        return scores.numpy()
-    d = valid.shape[1]
-    a = torch.sort(valid + 1e-7, dim=1).values
-    w = 2 * torch.arange(1, d + 1, dtype=torch.float64) - d - 1
-    scores[ok] = (a * w).sum(dim=1) / (d * a.sum(dim=1))
-    return scores.numpy()
+    return _gini(_Prepared(mask))
 
 
 def fast_complexity(mask: ArrayLike) -> np.ndarray:
     """Per-sample entropy of |M| / Σ|M| (Quantus ``Complexity`` formula): (N,) float64, NaN if undefined."""
-    ok, valid, scores = _fast_prepare(mask)
-    if ok is None or not bool(ok.any()):
-        return scores.numpy()
-    p = valid / valid.sum(dim=1, keepdim=True)
-    scores[ok] = -(p * torch.log(p + 1e-12)).sum(dim=1)
-    return scores.numpy()
-
+    return _entropy(_Prepared(mask))
 
 
 def complexity_scores(masks: ArrayLike, mode: str = "fast", check: bool = True,
@@ -197,7 +217,8 @@ def complexity_scores(masks: ArrayLike, mode: str = "fast", check: bool = True,
         return quantus_sparseness(masks), quantus_complexity(masks)
     if mode != "fast":
         raise InputError(f"quantus must be 'fast' or 'quantus', got {mode!r}")
-    sps, comp = fast_sparseness(masks), fast_complexity(masks)
+    prep = _Prepared(masks)  # both scores from one preparation of the batch
+    sps, comp = _gini(prep), _entropy(prep)
     ok = np.flatnonzero(np.isfinite(sps))
     if check and len(ok):
         i = int(ok[0])

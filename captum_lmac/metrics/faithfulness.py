@@ -51,6 +51,33 @@ def _softmax(scores: Tensor) -> Tensor:
     return torch.softmax(scores, dim=1)
 
 
+def class_probabilities(
+    model: Callable[[Tensor], Tensor],
+    Z: Tensor,
+    batch_size: int = 32,
+    input_transform: Optional[Callable[[Tensor], Tensor]] = None,
+    probs_fn: Optional[Callable[[Tensor], Tensor]] = None,
+    phase: Optional[Tensor] = None,
+) -> Tensor:
+    """The model's probabilities on ``Z`` (N, C), float32 on the CPU: in eval mode, without gradients, in
+    batches of ``batch_size`` (each batch's slice of a bound phase), with ``probs_fn`` (default softmax)
+    applied once. ``phase`` is bound for the whole call (waveform models). :func:`faithfulness` uses it
+    for each of its three passes."""
+    transform = input_transform or (lambda z: z)
+    to_probs = probs_fn or _softmax
+    n = Z.shape[0]
+    out = []
+    with eval_mode(model), torch.no_grad(), \
+            (using_phase(model, phase, getattr(model, "bound_length", None)) if phase is not None else nullcontext()):
+        for s in range(0, n, batch_size):
+            with bound_slice(model, s, s + batch_size):  # waveform models: this chunk's phase
+                p = to_probs(model(transform(Z[s : s + batch_size])))
+            if not torch.is_tensor(p) or p.dim() != 2 or p.shape[0] != min(batch_size, n - s):
+                raise InputError(f"model/probs_fn must return (N, C) scores, got {getattr(p, 'shape', type(p))}")
+            out.append(p.detach().float().cpu())
+    return torch.cat(out)
+
+
 def faithfulness(
     model: Callable[[Tensor], Tensor],
     X: Tensor,
@@ -60,6 +87,7 @@ def faithfulness(
     input_transform: Optional[Callable[[Tensor], Tensor]] = None,
     probs_fn: Optional[Callable[[Tensor], Tensor]] = None,
     masked: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]] = None,
+    probs_X: Optional[Tensor] = None,
 ) -> Dict[str, Tensor]:
     r"""Per-sample AI, AD, AG, FF, Fid-In and Mask-Mean of a mask explanation.
 
@@ -92,6 +120,9 @@ def faithfulness(
             inputs of a method whose explanation is not a plain multiplication (default
             ``M ⊙ X`` and ``(1 − M) ⊙ X``); it may also return their phases ``(X_in, X_out,
             P_in, P_out)``, bound for a classifier that needs the phase (waveform models).
+        probs_X (Tensor, optional): The probabilities on X itself, (N, C), when they are already
+            known — :func:`class_probabilities` of the same model, batch size and ``probs_fn``; the
+            benchmark computes them once per condition for all its methods. Default: computed here.
 
     Returns:
         dict of (N,) float tensors on the CPU: ``AI``, ``AD``, ``AG`` (percent), ``FF``, ``FidIn``
@@ -125,28 +156,19 @@ def faithfulness(
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     mask = mask.clamp(0.0, 1.0)
     X = X.detach()
-    transform = input_transform or (lambda z: z)
-    to_probs = probs_fn or _softmax
     n = X.shape[0]
-
-    def probs(Z: Tensor, phase: Optional[Tensor] = None) -> Tensor:
-        out = []
-        with using_phase(model, phase, getattr(model, "bound_length", None)) if phase is not None else nullcontext():
-            for s in range(0, n, batch_size):
-                with bound_slice(model, s, s + batch_size):  # waveform models: this chunk's phase
-                    p = to_probs(model(transform(Z[s : s + batch_size])))
-                out.append(p)
-        for s, p in zip(range(0, n, batch_size), out):
-            if not torch.is_tensor(p) or p.dim() != 2 or p.shape[0] != min(batch_size, n - s):
-                raise InputError(f"model/probs_fn must return (N, C) scores, got {getattr(p, 'shape', type(p))}")
-        return torch.cat([p.detach().float().cpu() for p in out])
-
+    run = dict(batch_size=batch_size, input_transform=input_transform, probs_fn=probs_fn)
+    if probs_X is None:
+        p_full = class_probabilities(model, X, **run)
+    else:
+        p_full = probs_X.detach().float().cpu()
+        if p_full.dim() != 2 or p_full.shape[0] != n:
+            raise InputError(f"probs_X must be the (N, C) = ({n}, C) probabilities on X, got {tuple(p_full.shape)}")
     with eval_mode(model), torch.no_grad():
-        p_full = probs(X)
         parts = masked(X, mask) if masked is not None else (mask * X, (1.0 - mask) * X)
-        phases = parts[2:4] if len(parts) == 4 else (None, None)
-        p_mask_in = probs(parts[0], phases[0])
-        p_mask_out = probs(parts[1], phases[1])
+    phases = parts[2:4] if len(parts) == 4 else (None, None)
+    p_mask_in = class_probabilities(model, parts[0], phase=phases[0], **run)
+    p_mask_out = class_probabilities(model, parts[1], phase=phases[1], **run)
     c = format_target(target, n, default=p_full.argmax(dim=1))
     if bool(((c < 0) | (c >= p_full.shape[1])).any()):
         raise InputError(f"target indices must lie in [0, {p_full.shape[1]})")
@@ -178,10 +200,11 @@ class FaithfulnessScorer(Scorer):
     metrics = FAITHFULNESS
 
     def compute(self, ctx: EvalContext) -> Dict[str, np.ndarray]:
-        m = faithfulness(ctx.model, ctx.X, ctx.masks, batch_size=ctx.batch_size, masked=ctx.masked)
+        m = faithfulness(ctx.model, ctx.X, ctx.masks, batch_size=ctx.batch_size, masked=ctx.masked,
+                         probs_X=ctx.probs_X)
         return {k: m[k].numpy().astype(np.float64) for k in FAITHFULNESS_KEYS}
 
 
 register_scorer(FaithfulnessScorer())
 
-__all__ = ["FAITHFULNESS", "FAITHFULNESS_KEYS", "faithfulness", "FaithfulnessScorer"]
+__all__ = ["FAITHFULNESS", "FAITHFULNESS_KEYS", "class_probabilities", "faithfulness", "FaithfulnessScorer"]

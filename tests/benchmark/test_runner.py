@@ -337,3 +337,47 @@ def test_removal_masks_remove_the_top_share():
     scores = torch.arange(20.0).view(1, 1, 4, 5)
     keep = removal_masks(scores, 0.25)
     assert keep.sum() == 15 and keep.flatten()[-5:].sum() == 0
+
+
+def test_condition_sets_are_built_on_demand_the_same_each_time_and_one_at_a_time(tiny, speech_dir):
+    from captum_lmac.benchmark.harness import ConditionSets
+
+    model, stft, data = tiny
+    test = data["test"]
+    built = []
+
+    def build(cond):
+        built.append(cond.name)
+        return condition_set(test, cond, stft, speech_dir=speech_dir, seed=3, progress=False)
+
+    white, clip = resolve_conditions(["white", "clip"], 3.0)
+    sets = ConditionSets(build)
+    a = sets.get(white)
+    assert sets.get(white) is a and built == ["white"]  # held: not rebuilt
+    g = sets.ground_truth(white)
+    assert g is sets.ground_truth(white) and torch.allclose(g[0] + g[1], a.waveform, atol=1e-6)
+    sets.get(clip)  # another condition replaces the held one
+    b = sets.get(white)
+    assert built == ["white", "clip", "white"] and b is not a
+    for k in ("waveform", "X", "phase"):
+        assert torch.equal(getattr(a, k), getattr(b, k))  # seeded per clip: the very same set
+    sets.release()
+    assert sets._set is None
+
+
+def test_fine_tuning_pairs_keep_only_what_the_classifier_reads(tiny):
+    from captum_lmac.benchmark.harness import DomainData
+
+    model, stft, data = tiny
+    cfg = builtin_config("synthetic")
+    memo = {}
+    dd = DomainData(model=model, domain="stft", data=data, config=cfg, stft=stft, data_root=None, memo=memo,
+                    seed=0, progress=False)
+    (X_mix, X_clean), what = dd.pair_data()
+    tr = data["train"]
+    if cfg.n_train is not None and cfg.n_train < len(tr):
+        tr = tr.subset(range(cfg.n_train))
+    ref, _ = wham_pairs(tr, stft, mode=cfg.section("lmac_ft").pairs)
+    assert torch.equal(X_mix, ref.X) and torch.equal(X_clean, ref.extra["clean_X"])
+    assert "pairs" not in memo and set(memo) == {"pair_spectra"}  # no waveforms or phase held
+    assert dd.pairs()[0] is X_mix  # computed once

@@ -54,3 +54,31 @@ def test_quantus_scores_do_not_depend_on_the_batch_and_match_quantus():
         model=None, x_batch=norm.copy(), y_batch=None, a_batch=norm.copy(), channel_first=True)
     np.testing.assert_allclose(quantus_complexity(a), direct, rtol=1e-6)
 
+
+
+@pytest.mark.parametrize("kind", ["float32", "float64", "numpy", "float16", "int"])
+def test_fast_scores_equal_quantus_in_every_input_precision(kind):
+    """The fast path sorts |M| in the input's own precision: ties, zeros, NaN rows and low-precision or
+    integer masks still give Quantus's scores (and complexity_scores gives both from one preparation)."""
+    from captum_lmac.metrics import complexity_scores, fast_complexity, fast_sparseness
+
+    g = torch.Generator().manual_seed(5)
+    M = torch.rand(5, 1, 12, 17, generator=g)
+    M[1] = (M[1] * 4).round() / 4  # many ties
+    M[2] = 0.0  # undefined
+    M[3, 0, 0, 0] = float("nan")  # undefined
+    M[4, 0, :6] = 0.0
+    if kind == "int":
+        M = torch.nan_to_num(M * 7).round().to(torch.int64)
+    elif kind == "numpy":
+        M = M.numpy()
+    else:
+        M = M.to(getattr(torch, kind))
+    ref_s = quantus_sparseness(torch.as_tensor(M).double())
+    ref_c = quantus_complexity(torch.as_tensor(M).double())
+    np.testing.assert_allclose(fast_sparseness(M), ref_s, rtol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(fast_complexity(M), ref_c, rtol=1e-9, equal_nan=True)
+    sps, comp = complexity_scores(M, check=False)
+    np.testing.assert_array_equal(sps, fast_sparseness(M))
+    np.testing.assert_array_equal(comp, fast_complexity(M))
+    assert np.isnan(sps[2]) and np.isnan(comp[2])

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from captum_lmac.errors import InputError
-from captum_lmac.metrics import FAITHFULNESS_KEYS, faithfulness
+from captum_lmac.metrics import FAITHFULNESS_KEYS, class_probabilities, faithfulness
 
 
 class Linear3(nn.Module):
@@ -132,3 +132,23 @@ def test_faithfulness_rejects_bad_masks(setup):
     with pytest.raises(InputError):
         faithfulness(model, X, M, target=[0, 1, 2])
 
+
+
+def test_known_probabilities_on_X_give_the_same_scores(setup):
+    """The benchmark computes p(X) once per condition and passes it to every row: same scores."""
+    model, X, M = setup
+    model.train()
+    p = class_probabilities(model, X, batch_size=1)
+    assert model.training  # eval mode only inside the call
+    torch.testing.assert_close(p.sum(1), torch.ones(2))
+    ref = faithfulness(model, X, M)
+    torch.testing.assert_close(p.gather(1, ref["target"].view(-1, 1))[:, 0], ref["p_X"])
+    calls = []
+    counting = lambda x: calls.append(x.shape[0]) or model(x)  # noqa: E731
+    model.eval()
+    got = faithfulness(counting, X, M, probs_X=p)
+    assert sum(calls) == 2 * X.shape[0]  # masked-in and masked-out only
+    for k in list(FAITHFULNESS_KEYS) + ["p_X", "target"]:
+        torch.testing.assert_close(got[k], ref[k])
+    with pytest.raises(InputError, match="probs_X"):
+        faithfulness(model, X, M, probs_X=p[:1])
