@@ -180,5 +180,16 @@ def release_memory() -> bool:
     return True
 
 
+def peak_rss_mb() -> Optional[float]:
+    """This process's peak resident memory so far in MB (10^6 bytes; its high-water mark from
+    ``getrusage``, children such as data-loader workers not included), or None where unavailable."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+    return round(peak / (1e6 if sys.platform == "darwin" else 1e3), 1)
+
+
 __all__ = ["TargetType", "format_target", "eval_mode", "as_tuple", "additional_args", "to_jsonable",
-           "release_memory"]
+           "release_memory", "peak_rss_mb"]

@@ -49,3 +49,15 @@ def test_release_memory_trims_on_glibc_and_is_harmless_elsewhere():
     if sys.platform.startswith("linux"):
         assert available  # the project's machines run glibc
     assert torch.equal(kept, torch.arange(10.0))  # live tensors untouched
+
+
+def test_peak_rss_is_a_rising_high_water_mark():
+    from captum_lmac._utils import peak_rss_mb
+
+    before = peak_rss_mb()
+    assert before is not None and before > 10  # MB: an interpreter with torch loaded
+    block = bytearray(200_000_000)  # touch 200 MB
+    block[::4096] = b"x" * len(block[::4096])
+    after = peak_rss_mb()
+    del block
+    assert after >= before and peak_rss_mb() >= after

@@ -249,8 +249,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     out = Path(args.out) if args.out else Path("benchmark_out") / res["suite"]
     print((out / "results.md").read_text())
+    peaks = [v for v in (res.get("memory") or {}).get("peak_rss_mb", {}).values() if v is not None]
     print(f"reports in {out}/ (report.html, results.json, results.csv, results.md); "
-          f"total {res['timing'].get('suite_total_seconds', res['timing']['total_seconds']):.0f} s")
+          f"total {res['timing'].get('suite_total_seconds', res['timing']['total_seconds']):.0f} s"
+          + (f", peak RSS {max(peaks) / 1000:.2f} GB" if peaks else ""))
     return 0
 
 

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._utils import eval_mode, release_memory
+from .._utils import eval_mode, peak_rss_mb, release_memory
 from ..audio import STFT
 from ..data.contamination import WhamMixtures
 from ..data.folders import default_data_root
@@ -553,6 +553,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     if "test" not in data:
         raise InputError("data needs a 'test' split")
     release_memory()  # what reading the data (and training a classifier) left behind
+    memory: Dict[str, Optional[float]] = {"start": peak_rss_mb()}  # the high-water mark after each phase
     test_full = data["test"]
     idx = stratified_indices(test_full.y, cfg.n_test)
     test = test_full.subset(idx) if len(idx) < len(test_full) else test_full
@@ -595,6 +596,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
     sets.release()
     release_memory()
     timing["conditions_seconds"] = time.time() - t0
+    memory["conditions"] = peak_rss_mb()
 
     seeds = cfg.interpreter_seeds
     cache = InterpreterCache(Path(cache_dir) if cache_dir is not None else None, suite, refit=refit, log=log,
@@ -643,6 +645,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
             memo.clear()  # fine-tuning pairs and feature-domain training inputs are no longer needed
             release_memory()
         timing["fit_seconds"] += time.time() - t0
+        memory[f"fit_{domain}"] = peak_rss_mb()
         domain_rows[domain] = mrows
         for r in mrows:
             mask_rules.setdefault(r.name, r.mask_rule)
@@ -712,6 +715,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         bar.close()
         timing[f"evaluate_{domain}_seconds"] = time.time() - t0
         timing["evaluate_seconds"] += time.time() - t0
+        memory[f"evaluate_{domain}"] = peak_rss_mb()
 
     # --- analyses (the sanity check first) --------------------------------------------------------------
     actx = AnalysisContext(model=model, stft=stft, config=cfg, test=test, rows=domain_rows, out_dir=out, seed=seed,
@@ -725,6 +729,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         if res is not None:
             analyses[name] = res
         timing[f"{name}_seconds"] = time.time() - t0
+        memory[name] = peak_rss_mb()
 
     # --- examples (pictures and audio) ----------------------------------------------------------------
     examples = []
@@ -735,6 +740,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                                   with_mel=bool(cfg.report.mel_examples), progress=progress)
         sets.release()
         timing["examples_seconds"] = time.time() - t0
+        memory["examples"] = peak_rss_mb()
 
     timing["total_seconds"] = time.time() - t_start
     snr_used = {c.name: c.snr_db for c in conds if c.contaminated}
@@ -760,6 +766,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         "analyses": analyses,
         "examples": examples,
         "timing": {k: round(v, 2) for k, v in timing.items()},
+        "memory": {"peak_rss_mb": memory},
         "skipped": skipped,
         "ground_truth_note": (
             "Ground truth (SI-SDR of the listenable explanation vs the true source; precision/recall of mask ≥ 0.5 "

@@ -759,6 +759,9 @@ def html_report(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]]
         meta.append(f"classifier test accuracy {100 * clf['test_acc']:.1f} %")
     if (results.get("timing") or {}).get("total_seconds") is not None:
         meta.append(f"wall time {results['timing']['total_seconds']:.0f} s")
+    peaks = [v for v in ((results.get("memory") or {}).get("peak_rss_mb") or {}).values() if v is not None]
+    if peaks:
+        meta.append(f"peak RSS {max(peaks) / 1000:.2f} GB")
     if results.get("created"):
         meta.append(f"created {e(str(results['created']))}")
     body.append(f"<p class='meta'>{' · '.join(meta)}</p>")
@@ -872,7 +875,8 @@ def html_report(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]]
     if missing:
         body.append(f"<p class='meta'>{len(missing)} media file(s) named in results.json are not in this folder and "
                     f"are left out: {e(', '.join(missing[:20]))}{' …' if len(missing) > 20 else ''}</p>")
-    for key, what in (("config", "Configuration"), ("environment", "Environment"), ("timing", "Timing (s)")):
+    for key, what in (("config", "Configuration"), ("environment", "Environment"), ("timing", "Timing (s)"),
+                      ("memory", "Memory (peak RSS in MB after each phase)")):
         if results.get(key):
             body.append(f"<details><summary>{what}</summary><pre>{e(json.dumps(to_jsonable(results[key]), indent=1))}"
                         "</pre></details>")

@@ -51,6 +51,15 @@ def test_rows_cover_domains_conditions_methods(tiny_run):
     assert {d["label"] for d in res["domains"]} == {"STFT→Mel", "Mel"}
 
 
+def test_run_records_its_peak_memory_after_each_phase(tiny_run):
+    res, out, _ = tiny_run
+    peaks = res["memory"]["peak_rss_mb"]
+    assert list(peaks)[:3] == ["start", "conditions", "fit_stft"] and "evaluate_mel" in peaks
+    values = list(peaks.values())
+    assert all(v > 50 for v in values) and values == sorted(values)  # a high-water mark only rises
+    assert f"peak RSS {max(values) / 1000:.2f} GB" in (out / "report.html").read_text()
+
+
 def test_ground_truth_metrics_on_synthetic(tiny_run):
     res, _, _ = tiny_run
     for r in res["rows"]:
