@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from .._io import fingerprint_mismatch, load_checkpoint, load_state_checked, model_fingerprint, save_checkpoint
-from .._utils import TargetType, eval_mode, format_target, to_jsonable
+from .._utils import TargetType, eval_mode, format_target, release_memory, to_jsonable
 from .._validate import check_finite_module, check_int, check_number, check_positive_int, check_spectrogram, guarded_forward
 from ..data.batch import Batch
 from ..data.streaming import is_stream
@@ -582,6 +582,7 @@ class LearnedAttribution(Attribution):
                             if stopping:
                                 raise self._interrupted(path, stop, epoch, run.step)
                     self._end_epoch(epoch, plan, decoder, run, hist, info, ddp, bar)
+                    release_memory()
                     run.epoch, run.step = epoch + 1, 0
                     run.sums, run.n = {k: 0.0 for k in self.history_keys}, 0
                     if ckpt is None:

@@ -708,6 +708,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                     f"AI {aggs['AI']['mean']:6.2f} AD {aggs['AD']['mean']:6.2f} FF {aggs['FF']['mean']:6.3f} "
                     f"Fid-In {aggs['FidIn']['mean']:5.3f} MM {aggs['MM']['mean']:5.3f} {ms:7.1f} ms/clip")
                 del masks
+                release_memory()
                 bar.update(1)
             del s, X_dom, gt_info, g, listen
             sets.release()
