@@ -379,7 +379,7 @@ class ConditionSets:
         self._build = build
         self._name: Optional[str] = None
         self._set: Optional[SpectrogramSet] = None
-        self._gt: Any = None
+        self._gt: Any = _UNSET
 
     def get(self, cond: Any) -> SpectrogramSet:
         """The set of ``cond`` (built now unless it is the one held)."""
@@ -593,6 +593,7 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
         info["ground_truth"] = g[2] if g is not None else None
         cond_info.append(info)
     conds = kept
+    s = pred = None  # the last set built must not outlive the release
     sets.release()
     release_memory()
     timing["conditions_seconds"] = time.time() - t0
