@@ -24,7 +24,7 @@ from .config import SuiteConfig, load_config
 from .data import load_data, suite_datasets
 from .harness import progress_log, run_benchmark
 from .registry import METHODS
-from .report import write_json
+from .report import peak_rss_text, write_json
 from .suites import BUILTIN_SUITES
 
 PathLike = Union[str, Path]
@@ -249,10 +249,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     out = Path(args.out) if args.out else Path("benchmark_out") / res["suite"]
     print((out / "results.md").read_text())
-    peaks = [v for v in (res.get("memory") or {}).get("peak_rss_mb", {}).values() if v is not None]
+    peak = peak_rss_text(res)
     print(f"reports in {out}/ (report.html, results.json, results.csv, results.md); "
           f"total {res['timing'].get('suite_total_seconds', res['timing']['total_seconds']):.0f} s"
-          + (f", peak RSS {max(peaks) / 1000:.2f} GB" if peaks else ""))
+          + (f", {peak}" if peak else ""))
     return 0
 
 

@@ -731,6 +731,12 @@ def _benchmark_howto_extra(results: Mapping[str, Any]) -> List[str]:
     return extra
 
 
+def peak_rss_text(results: Mapping[str, Any]) -> str:
+    """``"peak RSS 3.39 GB"`` from a run's ``memory.peak_rss_mb`` (the high-water mark after each phase), or ``""``."""
+    peaks = [v for v in ((results.get("memory") or {}).get("peak_rss_mb") or {}).values() if v is not None]
+    return f"peak RSS {max(peaks) / 1000:.2f} GB" if peaks else ""
+
+
 def html_report(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]] = None,
                 missing: Sequence[str] = ()) -> str:
     """The HTML report (media and figures referenced by relative paths inside the results folder).
@@ -759,9 +765,9 @@ def html_report(results: Mapping[str, Any], figures: Optional[Mapping[str, Any]]
         meta.append(f"classifier test accuracy {100 * clf['test_acc']:.1f} %")
     if (results.get("timing") or {}).get("total_seconds") is not None:
         meta.append(f"wall time {results['timing']['total_seconds']:.0f} s")
-    peaks = [v for v in ((results.get("memory") or {}).get("peak_rss_mb") or {}).values() if v is not None]
-    if peaks:
-        meta.append(f"peak RSS {max(peaks) / 1000:.2f} GB")
+    peak = peak_rss_text(results)
+    if peak:
+        meta.append(peak)
     if results.get("created"):
         meta.append(f"created {e(str(results['created']))}")
     body.append(f"<p class='meta'>{' · '.join(meta)}</p>")
@@ -1131,7 +1137,7 @@ def compare(results_dirs: Sequence[PathLike], out_dir: PathLike) -> Dict[str, Pa
     }
 
 
-__all__ = ["markdown", "html_report", "write_report", "write_json", "write_csv", "csv_rows", "best_rows",
+__all__ = ["markdown", "peak_rss_text", "html_report", "write_report", "write_json", "write_csv", "csv_rows", "best_rows",
            "table_groups", "domain_groups", "table_metrics", "result_metrics", "direction", "label", "fmt",
            "figure_plan", "draw_figures", "register_analysis_figures", "unregister_analysis_figures",
            "ANALYSIS_FIGURES", "prune_missing_media", "load_results", "rerender", "compare", "comparison_groups",
