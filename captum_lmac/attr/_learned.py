@@ -299,7 +299,7 @@ def _data_on(data: Any, device: torch.device) -> Any:
     if isinstance(data, tuple) and data and all(torch.is_tensor(t) for t in data):
         return tuple(t.to(device) for t in data)
     if isinstance(data, SpectrogramSet):
-        return SpectrogramSet(data.waveform, data.X.to(device), data.phase.to(device), data.y,
+        return SpectrogramSet(data.waveform, data.X.to(device), data.phase.to(device) if data.phase is not None else None, data.y,
                               {k: v.to(device) for k, v in data.extra.items()}, list(data.classes))
     if isinstance(data, tuple):  # (X, captions) pairs
         return tuple(t.to(device) if torch.is_tensor(t) else t for t in data)

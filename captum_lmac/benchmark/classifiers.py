@@ -160,7 +160,8 @@ def recipe_classifier(cfg: SuiteConfig, cache_dir: PathLike, data_root: Optional
     log(f"[benchmark] {why}: training the {cfg.suite} classifier (seed {seed}, {cfg.classifier.recipe})")
     stft = STFT(**cfg.classifier.stft)
     t0 = time.time()
-    data = load_data(cfg, stft, data_root, progress=progress, full=True, keep_extra=False, stream_train=False)
+    data = load_data(cfg, stft, data_root, progress=progress, full=True, keep_extra=False, stream_train=False,
+                     phase_splits=())  # the recipes train on magnitudes or waveforms, never on the phase
     data_seconds = time.time() - t0
     model, info = train_recipe_classifier(cfg.suite, cfg.classifier.recipe, data, stft, seed=seed,
                                           progress=progress)

@@ -18,6 +18,7 @@ from ..errors import CheckpointError, DataNotFoundError, InputError, NotFittedEr
 from .classifiers import get_suite_classifier
 from .conditions import SNR_PRESETS
 from ..audio import STFT
+from ..nn.adapters import needs_phase
 from ..nn.loading import adapt_model, load_model, qualify_layers
 from .classifiers import layer_configs
 from .config import SuiteConfig, load_config
@@ -71,7 +72,8 @@ def run_suite(
     cfg = load_config(cfg.to_dict(), classifier_defaults(cfg, info))
     t_clf = time.time() - t0
     t1 = time.time()
-    data = load_data(cfg, stft, data_root, progress=progress)
+    # the test clips keep their phase (listenable explanations, SI-SDR); the others only for a waveform model
+    data = load_data(cfg, stft, data_root, progress=progress, phase_splits=None if needs_phase(model) else ("test",))
     t_data = time.time() - t1
     clf_info = {k: info.get(k) for k in ("test_acc", "val_acc", "checkpoint", "train_seconds") if k in info}
     if "description" in info:

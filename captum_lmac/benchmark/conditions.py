@@ -272,6 +272,7 @@ def wham_pairs(
     seed: int = 0,
     mode: str = "auto",
     progress: bool = True,
+    phase: bool = True,
 ) -> Tuple[SpectrogramSet, str]:
     r"""Training pairs (X_mix, X_clean) for L-MAC's fine-tuning stage, as a SpectrogramSet with ``extra["clean_X"]``.
 
@@ -285,6 +286,9 @@ def wham_pairs(
             (SyntheticEvents: event vs background); ``"wham"`` — each training clip plus a random
             stretch of ambient noise at ``snr_db``, the clip being the clean part; ``"auto"`` —
             ``"synthetic"`` when ``train.extra`` has ``clean_X``, else ``"wham"``.
+        phase: Keep the mixtures' phase (a classifier without a phase input never reads it). A WHAM!-style
+            pair's clean part is the training clip itself: its ``clean_X`` is ``train.X`` (shared, not a
+            copy) when the analysis gives it bit for bit.
 
     Returns:
         ``(pairs, description)``.
@@ -298,7 +302,8 @@ def wham_pairs(
         keep = clean_X.flatten(1).amax(dim=1) > 0  # clips without a source (noise only) give no pair
         if not bool(keep.any()):
             raise InputError("mode='synthetic': every training clip's clean source is silent")
-        pairs = SpectrogramSet(train.waveform[keep], train.X[keep], train.phase[keep], train.y[keep],
+        pairs = SpectrogramSet(train.waveform[keep], train.X[keep], None if train.phase is None else train.phase[keep],
+                               train.y[keep],
                                {"clean_X": clean_X[keep]}, list(train.classes))
         return pairs, "training clips with their known clean source (source vs background)"
     if mode != "wham":
@@ -308,8 +313,11 @@ def wham_pairs(
     base = SetDataset(SpectrogramSet(train.waveform, train.X, train.phase, train.y, {}, list(train.classes)),
                       stft.sample_rate)
     ds = ContaminatedDataset(base, "ambient", float(snr_db), source=noise_dir, seed=seed)
-    pairs = to_spectrograms(ds, stft, keep=("clean",), progress=progress, extras="spectrum")
-    pairs.extra = {"clean_X": pairs.extra["clean_X"]}
+    pairs = to_spectrograms(ds, stft, keep=("clean",), progress=progress, extras="spectrum", phase=phase)
+    clean_X = pairs.extra["clean_X"]
+    if clean_X.shape == train.X.shape and clean_X.dtype == train.X.dtype and torch.equal(clean_X, train.X):
+        clean_X = train.X
+    pairs.extra = {"clean_X": clean_X}
     return pairs, f"training clips + ambient noise ({Path(noise_dir).name}) at {snr_db:g} dB"
 
 
@@ -389,18 +397,23 @@ def augmented_training_set(
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(int(seed)))[:n_aug].sort().values
     plain = SpectrogramSet(train.waveform, train.X, train.phase, train.y, {}, list(train.classes))
     whole = SetDataset(plain, stft.sample_rate)
-    waveform, X, phase = train.waveform.clone(), train.X.clone(), train.phase.clone()
+    has_phase = train.phase is not None  # a split loaded without its phase gives mixtures without theirs
+    waveform, X = train.waveform.clone(), train.X.clone()
+    phase = train.phase.clone() if has_phase else None
     for j, kind in enumerate(kinds):
         idx = order[j :: len(kinds)]
         if idx.numel() == 0:
             continue
         part = SetDataset(plain.subset(idx.tolist()), stft.sample_rate)
         mixed = ContaminatedDataset(part, kind, (lo, hi), source=whole if kind == "clip" else None, seed=seed)
-        out = to_spectrograms(mixed, stft, keep=(), progress=progress)
-        waveform[idx], X[idx], phase[idx] = out.waveform, out.X, out.phase
+        out = to_spectrograms(mixed, stft, keep=(), progress=progress, phase=has_phase)
+        waveform[idx], X[idx] = out.waveform, out.X
+        if has_phase:
+            phase[idx] = out.phase
     if add:
         return SpectrogramSet(torch.cat([train.waveform, waveform[order]]), torch.cat([train.X, X[order]]),
-                              torch.cat([train.phase, phase[order]]), torch.cat([train.y, train.y[order]]), {},
+                              torch.cat([train.phase, phase[order]]) if has_phase else None,
+                              torch.cat([train.y, train.y[order]]), {},
                               list(train.classes))
     return SpectrogramSet(waveform, X, phase, train.y.clone(), {}, list(train.classes))
 

@@ -47,13 +47,18 @@ def train_stream(cfg: SuiteConfig, ds: Dataset, stft: STFT, index: Optional[Sequ
 
 def load_data(cfg: SuiteConfig, stft: STFT, data_root: Optional[PathLike] = None, progress: bool = True,
               full: bool = False, keep_extra: bool = True,
-              stream_train: Optional[bool] = None) -> Dict[str, Union[SpectrogramSet, StreamingSpectrograms]]:
+              stream_train: Optional[bool] = None,
+              phase_splits: Optional[Sequence[str]] = None) -> Dict[str, Union[SpectrogramSet, StreamingSpectrograms]]:
     """Read a configuration's splits as spectrograms: the stratified ``n_test`` test clips, the first
     ``n_train`` training clips and ``n_val`` validation clips (all clips of every split when ``full``).
 
     ``keep_extra`` keeps the clean sources and interferers where the data set has them (ground truth).
     The training split is a :class:`~captum_lmac.data.StreamingSpectrograms` (nothing read yet) when
-    ``stream_train`` is true, or, by default, when ``cfg.streaming`` says so for its size."""
+    ``stream_train`` is true, or, by default, when ``cfg.streaming`` says so for its size.
+
+    ``phase_splits`` names the splits that keep their STFT phase (all by default): a classifier without a
+    phase input reads the training and validation clips' magnitudes only, and their phase is a third of
+    their memory (:func:`~captum_lmac.data.with_phase` computes it again where needed)."""
     sets = suite_datasets(cfg, stft.sample_rate, data_root)
     out: Dict[str, Union[SpectrogramSet, StreamingSpectrograms]] = {}
     limits = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
@@ -71,7 +76,8 @@ def load_data(cfg: SuiteConfig, stft: STFT, data_root: Optional[PathLike] = None
         if n is not None and n < len(ds):
             index = stratified_indices(_labels(ds), n) if split == "test" else list(range(n))
             ds = ReaderSubset(ds, index)
-        out[split] = to_spectrograms(ds, stft, keep=keep[split] if keep_extra else (), progress=progress)
+        out[split] = to_spectrograms(ds, stft, keep=keep[split] if keep_extra else (), progress=progress,
+                                     phase=phase_splits is None or split in phase_splits)
         out[split].classes = list(getattr(sets[split], "classes", []))
     return out
 

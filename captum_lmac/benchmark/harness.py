@@ -331,7 +331,7 @@ class DomainData:
             p, what = self.memo["pairs"]
             return p.X, p.extra["clean_X"], what
         if "pair_spectra" not in self.memo:
-            p, what = self._build_pairs()
+            p, what = self._build_pairs(phase=False)
             self.memo["pair_spectra"] = (p.X, p.extra["clean_X"], what)
             del p
             release_memory()
@@ -344,13 +344,14 @@ class DomainData:
             self.memo["pairs"] = self._build_pairs()
         return self.memo["pairs"]
 
-    def _build_pairs(self) -> Tuple[SpectrogramSet, str]:
+    def _build_pairs(self, phase: bool = True) -> Tuple[SpectrogramSet, str]:
         ft = self.config.section("lmac_ft")
         noise = Path(ft.noise_dir) if ft.noise_dir is not None else None
         if noise is not None and not noise.is_absolute():
             noise = (self.data_root or default_data_root()) / noise
         tr = _first(self.split("train"), self.config.n_train)
-        return wham_pairs(tr, self.stft, noise, float(ft.snr_db), seed=self.seed, mode=ft.pairs, progress=self.progress)
+        return wham_pairs(tr, self.stft, noise, float(ft.snr_db), seed=self.seed, mode=ft.pairs, progress=self.progress,
+                          phase=phase)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data.tensors import SpectrogramSet
+from ..data.tensors import SpectrogramSet, with_phase
 from ..nn.adapters import bound_slice, using_phase
 from .classifiers import train_recipe_classifier
 from .harness import AnalysisContext
@@ -66,8 +66,9 @@ def _removed(split: SpectrogramSet, keep: Tensor, stft: Any) -> SpectrogramSet:
     return SpectrogramSet(wave, X, split.phase, split.y, {}, list(split.classes))
 
 
-def _subset(split: SpectrogramSet, n: Optional[int]) -> SpectrogramSet:
-    return split if n is None or n >= len(split) else split.subset(list(range(int(n))))
+def _subset(split: SpectrogramSet, n: Optional[int], stft: Any) -> SpectrogramSet:
+    """The first ``n`` clips, with their phase (the removed bins' waveforms are synthesised from it)."""
+    return with_phase(split if n is None or n >= len(split) else split.subset(list(range(int(n)))), stft)
 
 
 def run_roar(ctx: AnalysisContext) -> Optional[Dict[str, Any]]:
@@ -80,8 +81,9 @@ def run_roar(ctx: AnalysisContext) -> Optional[Dict[str, Any]]:
     if "train" not in data or "test" not in data:
         ctx.skipped.append("ROAR (needs the training and test splits)")
         return None
-    splits = {"train": _subset(data["train"], rc.n_train), "val": _subset(data["val"], rc.n_train) if "val" in data
-              else None, "test": _subset(data["test"], rc.n_test)}
+    splits = {"train": _subset(data["train"], rc.n_train, ctx.stft),
+              "val": _subset(data["val"], rc.n_train, ctx.stft) if "val" in data else None,
+              "test": _subset(data["test"], rc.n_test, ctx.stft)}
     splits = {k: v for k, v in splits.items() if v is not None}
     rows = {r.name: r for r in ctx.rows.get("stft", [])}
     methods = [m for m in rc.methods if m == RANDOM or m in rows]

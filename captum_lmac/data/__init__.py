@@ -1,7 +1,7 @@
 """Data sets (waveform, label, meta) and their in-memory spectrogram form."""
 
 from .synthetic import SyntheticEvents
-from .tensors import SpectrogramSet, to_spectrograms
+from .tensors import SpectrogramSet, to_spectrograms, with_phase
 from .batch import Batch
 from .streaming import ConcatReaders, FeatureTransform, LabelCaptions, StreamingSpectrograms
 from .folders import ESC50, FSDD, AudioFolder, NoiseFolder, SpeechFolder, UrbanSound8K, default_data_root
@@ -16,7 +16,7 @@ from .contamination import (
     WhamMixtures,
 )
 
-__all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms", "Batch", "StreamingSpectrograms",
+__all__ = ["SyntheticEvents", "SpectrogramSet", "to_spectrograms", "with_phase", "Batch", "StreamingSpectrograms",
            "FeatureTransform", "LabelCaptions", "ConcatReaders"]
 __all__ += ["ESC50", "UrbanSound8K", "FSDD", "AudioFolder", "SpeechFolder", "NoiseFolder", "default_data_root"]
 __all__ += [

@@ -145,6 +145,24 @@ def test_wham_pairs_modes(tiny, tmp_path):
     pairs, what = wham_pairs(tr, stft, noise, snr_db=0.0, mode="wham", progress=False)
     assert pairs.X.shape == tr.X.shape and torch.allclose(pairs.extra["clean_X"], tr.X, atol=1e-4)
     assert "0 dB" in what
+    assert pairs.extra["clean_X"] is tr.X  # the clean part is the clip itself: its magnitudes, not a copy
+    lean, _ = wham_pairs(tr, stft, noise, snr_db=0.0, mode="wham", progress=False, phase=False)
+    assert lean.phase is None and torch.equal(lean.X, pairs.X)
+
+
+def test_training_clips_without_their_phase_give_the_same_pairs_and_mixtures(tiny):
+    from captum_lmac.benchmark.conditions import augmented_training_set
+    from captum_lmac.data import SpectrogramSet
+
+    model, stft, data = tiny
+    tr = data["train"]
+    lean = SpectrogramSet(tr.waveform, tr.X, None, tr.y, dict(tr.extra), list(tr.classes))
+    pairs, _ = wham_pairs(lean, stft, mode="synthetic")
+    assert pairs.phase is None and torch.equal(pairs.X, wham_pairs(tr, stft, mode="synthetic")[0].X)
+    kw = dict(fraction=0.5, snr_db=(3.0, 3.0), seed=1, progress=False)
+    for add in (False, True):
+        a, b = augmented_training_set(tr, stft, add=add, **kw), augmented_training_set(lean, stft, add=add, **kw)
+        assert b.phase is None and torch.equal(a.X, b.X) and torch.equal(a.waveform, b.waveform)
 
 
 def test_augmented_training_set_replaces_a_seeded_share_with_mixtures(tiny):
@@ -328,7 +346,12 @@ def test_roar_curves(tiny, make_config, tmp_path):
                       sanity={"enabled": False}, report={"n_examples": 0},
                       roar={"methods": ["gradcam", "random"], "fractions": [0.3, 0.9], "seeds": [0, 1], "epochs": 1},
                       classifier={"recipe": {"channels": [4, 8], "n_mels": 16, "epochs": 1, "batch_size": 12}})
-    res = run_benchmark(model, stft, data, config=cfg, out_dir=tmp_path, progress=False)
+    from captum_lmac.data import SpectrogramSet
+
+    # as the CLI loads them for this phase-free classifier: ROAR analyses the clips' phase again itself
+    lean = {k: SpectrogramSet(s.waveform, s.X, None, s.y, dict(s.extra), list(s.classes)) if k != "test" else s
+            for k, s in data.items()}
+    res = run_benchmark(model, stft, lean, config=cfg, out_dir=tmp_path, progress=False)
     roar = res["analyses"]["roar"]
     assert roar["fractions_percent"] == [0.0, 30.0, 90.0]
     assert set(roar["methods"]) == {"gradcam", "random"}

@@ -1,5 +1,7 @@
 """The harness with streaming training data: the same fits (and metrics) as in memory, for every learned method."""
 
+import json
+
 import pytest
 import torch
 
@@ -67,3 +69,27 @@ def test_load_data_streams_the_training_split_only(make_config):
                       progress=False)
     assert not isinstance(small["train"], StreamingSpectrograms) and len(small["train"]) == 12
     assert torch.equal(streamed["train"].first_batch(12).X, small["train"].X)
+    lean = load_data(from_dict(make_config(**base, streaming={"enabled": False})), stft, progress=False,
+                     phase_splits=("test",))
+    assert lean["train"].phase is None and lean["val"].phase is None and lean["test"].phase is not None
+    assert torch.equal(lean["train"].X, small["train"].X)
+
+
+def test_training_and_validation_clips_without_their_phase_give_the_same_results(tiny, make_config):
+    """What ``captum-lmac benchmark`` loads for a classifier without a phase input (the phase of the
+    training and validation clips left out): every figure as with the phase kept."""
+    from captum_lmac.data import SpectrogramSet
+
+    model, stft, data = tiny
+    torch.set_num_threads(1)
+    lean = dict(data)
+    for k in ("train", "val"):
+        s = data[k]
+        lean[k] = SpectrogramSet(s.waveform, s.X, None, s.y, dict(s.extra), list(s.classes))
+    cfg = make_config(methods=["lmac", "lmac_ft", "l2i"], conditions=["in-domain", "white"], domains=["stft"],
+                      sanity={"enabled": False}, report={"n_examples": 0},
+                      lmac_ft={"fit": {"epochs": 1, "batch_size": 12, "lambda_g": 4.0}})
+    a = run_benchmark(model, stft, data, config=cfg, progress=False)
+    b = run_benchmark(model, stft, lean, config=cfg, progress=False)
+    rows = lambda res: json.dumps([r["metrics"] for r in res["rows"]], sort_keys=True)  # NaN compares as text
+    assert len(a["rows"]) == 8 and rows(a) == rows(b)

@@ -69,3 +69,15 @@ def test_bad_input_is_named():
         to_spectrograms(Clips(2), STFT_SMALL, extras="all", progress=False)
     with pytest.raises(InputError, match="item 5: 807 samples"):
         to_spectrograms(Clips(8, odd_length_at=5), STFT_SMALL, batch_size=4, progress=False)
+
+
+def test_phase_can_be_left_out_and_computed_again_bit_for_bit():
+    from captum_lmac.data import with_phase
+
+    full = to_spectrograms(Clips(9), STFT_SMALL, batch_size=4, progress=False)
+    lean = to_spectrograms(Clips(9), STFT_SMALL, batch_size=4, progress=False, phase=False)
+    assert lean.phase is None and torch.equal(lean.X, full.X) and torch.equal(lean.waveform, full.waveform)
+    assert lean.subset([1, 5]).phase is None and torch.equal(lean.subset([1, 5]).X, full.X[[1, 5]])
+    again = with_phase(lean, STFT_SMALL, batch_size=4)
+    assert torch.equal(again.phase, full.phase) and again.X is lean.X  # the other tensors are shared
+    assert with_phase(full, STFT_SMALL) is full
