@@ -171,6 +171,15 @@ class _Prepared:
         return values.double() / self.peak
 
 
+def _row_sums(t: Tensor) -> Tensor:
+    """``t.sum(dim=1)`` of a 2-D tensor, each row summed in the same order however many rows there are:
+    torch splits the sum of a lone row over its threads (another order, other last bits), so a lone row
+    is summed as one of two."""
+    if t.shape[0] == 1:
+        return torch.cat([t, t]).sum(dim=1)[:1]
+    return t.sum(dim=1)
+
+
 def _gini(prep: _Prepared) -> np.ndarray:
     scores = prep.scores.clone()
     if prep.ok is None or not bool(prep.ok.any()):
@@ -181,7 +190,7 @@ def _gini(prep: _Prepared) -> np.ndarray:
     a = prep.normalised(torch.from_numpy(np.sort(prep.flat[prep.ok].numpy(), axis=1))) + 1e-7
     d = a.shape[1]
     w = 2 * torch.arange(1, d + 1, dtype=torch.float64) - d - 1
-    scores[prep.ok] = (a * w).sum(dim=1) / (d * a.sum(dim=1))
+    scores[prep.ok] = _row_sums(a * w) / (d * _row_sums(a))
     return scores.numpy()
 
 
@@ -190,8 +199,8 @@ def _entropy(prep: _Prepared) -> np.ndarray:
     if prep.ok is None or not bool(prep.ok.any()):
         return scores.numpy()
     valid = prep.normalised(prep.flat[prep.ok])
-    p = valid / valid.sum(dim=1, keepdim=True)
-    scores[prep.ok] = -(p * torch.log(p + 1e-12)).sum(dim=1)
+    p = valid / _row_sums(valid)[:, None]
+    scores[prep.ok] = -_row_sums(p * torch.log(p + 1e-12))
     return scores.numpy()
 
 
@@ -203,6 +212,26 @@ def fast_sparseness(mask: ArrayLike) -> np.ndarray:
 def fast_complexity(mask: ArrayLike) -> np.ndarray:
     """Per-sample entropy of |M| / Σ|M| (Quantus ``Complexity`` formula): (N,) float64, NaN if undefined."""
     return _entropy(_Prepared(mask))
+
+
+#: Elements of |M| scored at a time by :func:`complexity_scores` (float64 temporaries of a few such
+#: chunks, ~8 MB each, instead of ~8 copies of the whole batch: +0.6 GB for 80 five-second masks, ~+0.1 GB so).
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunked_scores(masks: ArrayLike, chunk_elements: int = CHUNK_ELEMENTS) -> Tuple[np.ndarray, np.ndarray]:
+    """(Sparseness, Complexity) of ``masks``, a few samples at a time, each chunk's two scores from one
+    preparation. Every score is a reduction over its own sample, summed in one order whatever the
+    batch (:func:`_row_sums`), so the scores are bit for bit those of the whole batch at once."""
+    n = int(masks.shape[0])
+    d = max(1, int(np.prod(masks.shape[1:])))
+    rows = max(1, int(chunk_elements) // d)
+    sps, comp = [], []
+    for s in range(0, n, rows):
+        prep = _Prepared(masks[s : s + rows])
+        sps.append(_gini(prep))
+        comp.append(_entropy(prep))
+    return np.concatenate(sps), np.concatenate(comp)
 
 
 def complexity_scores(masks: ArrayLike, mode: str = "fast", check: bool = True,
@@ -217,8 +246,7 @@ def complexity_scores(masks: ArrayLike, mode: str = "fast", check: bool = True,
         return quantus_sparseness(masks), quantus_complexity(masks)
     if mode != "fast":
         raise InputError(f"quantus must be 'fast' or 'quantus', got {mode!r}")
-    prep = _Prepared(masks)  # both scores from one preparation of the batch
-    sps, comp = _gini(prep), _entropy(prep)
+    sps, comp = _chunked_scores(masks)
     ok = np.flatnonzero(np.isfinite(sps))
     if check and len(ok):
         i = int(ok[0])

@@ -82,3 +82,18 @@ def test_fast_scores_equal_quantus_in_every_input_precision(kind):
     np.testing.assert_array_equal(sps, fast_sparseness(M))
     np.testing.assert_array_equal(comp, fast_complexity(M))
     assert np.isnan(sps[2]) and np.isnan(comp[2])
+
+
+def test_chunked_scores_are_those_of_the_whole_batch_bit_for_bit():
+    from captum_lmac.metrics.complexity import _Prepared, _chunked_scores, _entropy, _gini
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 9):
+        m = torch.rand(n, 1, 200, 200, generator=g) ** 3  # 40,000 values: above the size torch reduces serially
+        if n > 2:
+            m[1] = 0.0  # an undefined score stays NaN in its chunk
+        whole = _Prepared(m)
+        want = (_gini(whole), _entropy(whole))
+        for rows in (1, 2, 3, 4, n):  # lone samples (and chunks with one defined score) sum as in the batch
+            got = _chunked_scores(m, rows * 200 * 200)
+            assert np.array_equal(got[0], want[0], equal_nan=True) and np.array_equal(got[1], want[1], equal_nan=True)
