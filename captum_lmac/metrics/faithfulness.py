@@ -63,15 +63,21 @@ def class_probabilities(
     batches of ``batch_size`` (each batch's slice of a bound phase), with ``probs_fn`` (default softmax)
     applied once. ``phase`` is bound for the whole call (waveform models). :func:`faithfulness` uses it
     for each of its three passes."""
+    return _probabilities(model, Z.shape[0], lambda s, e: Z[s:e], batch_size, input_transform, probs_fn, phase)
+
+
+def _probabilities(model: Callable[[Tensor], Tensor], n: int, batch: Callable[[int, int], Tensor], batch_size: int,
+                   input_transform: Optional[Callable[[Tensor], Tensor]], probs_fn: Optional[Callable[[Tensor], Tensor]],
+                   phase: Optional[Tensor]) -> Tensor:
+    """:func:`class_probabilities` of inputs made batch by batch: ``batch(start, stop)`` gives clips start … stop − 1."""
     transform = input_transform or (lambda z: z)
     to_probs = probs_fn or _softmax
-    n = Z.shape[0]
     out = []
     with eval_mode(model), torch.no_grad(), \
             (using_phase(model, phase, getattr(model, "bound_length", None)) if phase is not None else nullcontext()):
         for s in range(0, n, batch_size):
             with bound_slice(model, s, s + batch_size):  # waveform models: this chunk's phase
-                p = to_probs(model(transform(Z[s : s + batch_size])))
+                p = to_probs(model(transform(batch(s, min(n, s + batch_size)))))
             if not torch.is_tensor(p) or p.dim() != 2 or p.shape[0] != min(batch_size, n - s):
                 raise InputError(f"model/probs_fn must return (N, C) scores, got {getattr(p, 'shape', type(p))}")
             out.append(p.detach().float().cpu())
@@ -154,7 +160,8 @@ def faithfulness(
         raise InputError(f"mask values must lie in [0, 1], got [{float(mask.min()):.4g}, {float(mask.max()):.4g}]")
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    mask = mask.clamp(0.0, 1.0)
+    if float(mask.min()) < 0.0 or float(mask.max()) > 1.0:  # (a mask already in [0, 1] is used as it is, not copied)
+        mask = mask.clamp(0.0, 1.0)
     X = X.detach()
     n = X.shape[0]
     run = dict(batch_size=batch_size, input_transform=input_transform, probs_fn=probs_fn)
@@ -164,11 +171,16 @@ def faithfulness(
         p_full = probs_X.detach().float().cpu()
         if p_full.dim() != 2 or p_full.shape[0] != n:
             raise InputError(f"probs_X must be the (N, C) = ({n}, C) probabilities on X, got {tuple(p_full.shape)}")
-    with eval_mode(model), torch.no_grad():
-        parts = masked(X, mask) if masked is not None else (mask * X, (1.0 - mask) * X)
-    phases = parts[2:4] if len(parts) == 4 else (None, None)
-    p_mask_in = class_probabilities(model, parts[0], phase=phases[0], **run)
-    p_mask_out = class_probabilities(model, parts[1], phase=phases[1], **run)
+    if masked is None:  # M ⊙ X and (1 − M) ⊙ X one batch at a time: no two full-size copies of X held
+        p_mask_in = _probabilities(model, n, lambda s, e: mask[s:e] * X[s:e], batch_size, input_transform, probs_fn, None)
+        p_mask_out = _probabilities(model, n, lambda s, e: (1.0 - mask[s:e]) * X[s:e], batch_size, input_transform,
+                                    probs_fn, None)
+    else:
+        with eval_mode(model), torch.no_grad():
+            parts = masked(X, mask)
+        phases = parts[2:4] if len(parts) == 4 else (None, None)
+        p_mask_in = class_probabilities(model, parts[0], phase=phases[0], **run)
+        p_mask_out = class_probabilities(model, parts[1], phase=phases[1], **run)
     c = format_target(target, n, default=p_full.argmax(dim=1))
     if bool(((c < 0) | (c >= p_full.shape[1])).any()):
         raise InputError(f"target indices must lie in [0, {p_full.shape[1]})")

@@ -152,3 +152,19 @@ def test_known_probabilities_on_X_give_the_same_scores(setup):
         torch.testing.assert_close(got[k], ref[k])
     with pytest.raises(InputError, match="probs_X"):
         faithfulness(model, X, M, probs_X=p[:1])
+
+
+def test_plain_masking_batch_by_batch_equals_the_whole_masked_inputs():
+    """M ⊙ X and (1 − M) ⊙ X are made one batch at a time (no full-size copies): the same scores as from
+    the whole masked inputs, a mask outside [0, 1] by rounding clamped, a broadcast mask expanded."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4)).eval()
+    X = torch.rand(7, 1, 3, 4, generator=g)
+    M = torch.rand(7, 1, 3, 4, generator=g)
+    M[0, 0, 0, 0], M[1, 0, 0, 0] = 1.0 + 5e-7, -5e-7
+    whole = lambda X_, M_: (M_ * X_, (1.0 - M_) * X_)  # noqa: E731
+    for mask in (M, M[:, :, :1]):  # full, and one row broadcast over frequency
+        ref = faithfulness(model, X, mask, batch_size=7, masked=whole)
+        got = faithfulness(model, X, mask, batch_size=3)
+        for k in FAITHFULNESS_KEYS + ("p_in", "p_out"):
+            assert torch.equal(got[k], ref[k]), k
