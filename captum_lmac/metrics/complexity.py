@@ -223,6 +223,8 @@ def _chunked_scores(masks: ArrayLike, chunk_elements: int = CHUNK_ELEMENTS) -> T
     """(Sparseness, Complexity) of ``masks``, a few samples at a time, each chunk's two scores from one
     preparation. Every score is a reduction over its own sample, summed in one order whatever the
     batch (:func:`_row_sums`), so the scores are bit for bit those of the whole batch at once."""
+    if not (torch.is_tensor(masks) or isinstance(masks, np.ndarray)):
+        masks = np.asarray(masks)  # nested sequences, as _Prepared takes them
     n = int(masks.shape[0])
     d = max(1, int(np.prod(masks.shape[1:])))
     rows = max(1, int(chunk_elements) // d)

@@ -66,9 +66,9 @@ def class_probabilities(
     return _probabilities(model, Z.shape[0], lambda s, e: Z[s:e], batch_size, input_transform, probs_fn, phase)
 
 
-def _probabilities(model: Callable[[Tensor], Tensor], n: int, batch: Callable[[int, int], Tensor], batch_size: int,
-                   input_transform: Optional[Callable[[Tensor], Tensor]], probs_fn: Optional[Callable[[Tensor], Tensor]],
-                   phase: Optional[Tensor]) -> Tensor:
+def _probabilities(model: Callable[[Tensor], Tensor], n: int, batch: Callable[[int, int], Tensor], batch_size: int = 32,
+                   input_transform: Optional[Callable[[Tensor], Tensor]] = None,
+                   probs_fn: Optional[Callable[[Tensor], Tensor]] = None, phase: Optional[Tensor] = None) -> Tensor:
     """:func:`class_probabilities` of inputs made batch by batch: ``batch(start, stop)`` gives clips start … stop − 1."""
     transform = input_transform or (lambda z: z)
     to_probs = probs_fn or _softmax
@@ -156,11 +156,12 @@ def faithfulness(
         raise InputError(f"mask shape {tuple(mask.shape)} does not fit input shape {tuple(X.shape)}") from None
     if not torch.isfinite(mask).all():
         raise InputError("mask contains NaN or infinite values")
-    if float(mask.min()) < -1e-6 or float(mask.max()) > 1 + 1e-6:
-        raise InputError(f"mask values must lie in [0, 1], got [{float(mask.min()):.4g}, {float(mask.max()):.4g}]")
+    lo, hi = float(mask.min()), float(mask.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise InputError(f"mask values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    if float(mask.min()) < 0.0 or float(mask.max()) > 1.0:  # (a mask already in [0, 1] is used as it is, not copied)
+    if lo < 0.0 or hi > 1.0:  # (a mask already in [0, 1] is used as it is, not copied)
         mask = mask.clamp(0.0, 1.0)
     X = X.detach()
     n = X.shape[0]
@@ -172,9 +173,8 @@ def faithfulness(
         if p_full.dim() != 2 or p_full.shape[0] != n:
             raise InputError(f"probs_X must be the (N, C) = ({n}, C) probabilities on X, got {tuple(p_full.shape)}")
     if masked is None:  # M ⊙ X and (1 − M) ⊙ X one batch at a time: no two full-size copies of X held
-        p_mask_in = _probabilities(model, n, lambda s, e: mask[s:e] * X[s:e], batch_size, input_transform, probs_fn, None)
-        p_mask_out = _probabilities(model, n, lambda s, e: (1.0 - mask[s:e]) * X[s:e], batch_size, input_transform,
-                                    probs_fn, None)
+        p_mask_in = _probabilities(model, n, lambda s, e: mask[s:e] * X[s:e], **run)
+        p_mask_out = _probabilities(model, n, lambda s, e: (1.0 - mask[s:e]) * X[s:e], **run)
     else:
         with eval_mode(model), torch.no_grad():
             parts = masked(X, mask)
