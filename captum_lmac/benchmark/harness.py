@@ -82,6 +82,22 @@ def to_features(model: nn.Module, X: Tensor, batch_size: int = 64) -> Tensor:
     return torch.cat([model.features(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)])
 
 
+def ground_truth_info(gt: Tuple[Tensor, Tensor, str], stft: STFT, feature_model: Optional[nn.Module] = None,
+                      chunk: int = 16) -> Dict[str, Tensor]:
+    """``{"target_wave", "oracle"}`` of a condition's ground truth ``(target_wave, rest_wave, _)``: the
+    oracle mask in the STFT domain, or in ``feature_model``'s feature domain. The parts' spectrograms
+    are computed ``chunk`` clips at a time and not kept (two copies of the test split otherwise)."""
+    target_w, rest_w, _ = gt
+    parts = []
+    for i in range(0, target_w.shape[0], chunk):
+        Xt = stft.analyze(target_w[i : i + chunk], allow_silent=True)[0]
+        Xr = stft.analyze(rest_w[i : i + chunk], allow_silent=True)[0]
+        if feature_model is not None:
+            Xt, Xr = to_features(feature_model, Xt), to_features(feature_model, Xr)
+        parts.append(oracle_mask(Xt, Xr))
+    return {"target_wave": target_w, "oracle": torch.cat(parts)}
+
+
 def progress_log(progress: bool) -> Callable[[str], None]:
     """Where the harness logs: above the progress bars, or plain prints."""
     def log(msg: str) -> None:
@@ -624,7 +640,10 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
             keep = [n for n in keep if n in cfg.feature_domain_methods]
         return keep
 
-    for di, domain in enumerate(doms):
+    # --- fits: every domain's rows before any evaluation, so that what only the fits need (fine-tuning
+    # pairs, feature-domain training inputs) is dropped before the condition sets are built
+    fitted: List[Tuple[str, nn.Module, List[Row], Dict[int, Dict[str, Row]]]] = []
+    for domain in doms:
         m_dom = model if domain == "stft" else model.in_feature_domain()
         m_dom.eval()
         dom_names = names_for(domain)
@@ -643,9 +662,6 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
                 for r in more_seeds[s_].values():
                     if r.info:
                         fits[f"{r.base} ({domain}) seed {s_}"] = r.info
-        if not any(get_method(n).kind == "learned" for d in doms[di + 1 :] for n in names_for(d)):
-            memo.clear()  # fine-tuning pairs and feature-domain training inputs are no longer needed
-            release_memory()
         timing["fit_seconds"] += time.time() - t0
         memory[f"fit_{domain}"] = peak_rss_mb()
         domain_rows[domain] = mrows
@@ -653,21 +669,20 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
             mask_rules.setdefault(r.name, r.mask_rule)
             if r.kind == "learned" and r.info:
                 fits[f"{r.base} ({domain})"] = r.info
+        fitted.append((domain, m_dom, mrows, more_seeds))
+    memo.clear()
+    release_memory()
+
+    # --- evaluation: one condition set at a time ----------------------------------------------------
+    for domain, m_dom, mrows, more_seeds in fitted:
         t0 = time.time()
         label = domain_label(model, domain)
         bar = tqdm(total=len(conds) * len(mrows), desc=f"evaluating [{label}]", disable=not progress)
         for ci, cond in enumerate(conds):
             s = sets.get(cond)
             X_dom = s.X if domain == "stft" else to_features(model, s.X)
-            gt_info = None
             g = sets.ground_truth(cond)
-            if g is not None:
-                target_w, rest_w, _ = g
-                Xt = stft.analyze(target_w, allow_silent=True)[0]
-                Xr = stft.analyze(rest_w, allow_silent=True)[0]
-                if domain == "mel":
-                    Xt, Xr = to_features(model, Xt), to_features(model, Xr)
-                gt_info = {"target_wave": target_w, "oracle": oracle_mask(Xt, Xr)}
+            gt_info = None if g is None else ground_truth_info(g, stft, model if domain == "mel" else None)
             listen = None
             if domain == "stft":
                 n_samples = s.waveform.shape[-1]

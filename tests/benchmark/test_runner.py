@@ -55,6 +55,8 @@ def test_run_records_its_peak_memory_after_each_phase(tiny_run):
     res, out, _ = tiny_run
     peaks = res["memory"]["peak_rss_mb"]
     assert list(peaks)[:3] == ["start", "conditions", "fit_stft"] and "evaluate_mel" in peaks
+    # every domain is fitted before any is evaluated: what only the fits need is gone by then
+    assert list(peaks).index("fit_mel") < list(peaks).index("evaluate_stft")
     values = list(peaks.values())
     assert all(v > 50 for v in values) and values == sorted(values)  # a high-water mark only rises
     assert f"peak RSS {max(values) / 1000:.2f} GB" in (out / "report.html").read_text()
@@ -395,6 +397,22 @@ def test_condition_sets_are_built_on_demand_the_same_each_time_and_one_at_a_time
         assert torch.equal(getattr(a, k), getattr(b, k))  # seeded per clip: the very same set
     sets.release()
     assert sets._set is None
+
+
+def test_ground_truth_info_is_the_oracle_of_the_whole_set_a_few_clips_at_a_time(tiny, speech_dir):
+    from captum_lmac.benchmark.harness import ground_truth_info, to_features
+    from captum_lmac.metrics import oracle_mask
+
+    model, stft, data = tiny
+    (white,) = resolve_conditions(["white"], 3.0)
+    g = ground_truth(condition_set(data["test"], white, stft, speech_dir=speech_dir, seed=3, progress=False), white)
+    Xt = stft.analyze(g[0], allow_silent=True)[0]
+    Xr = stft.analyze(g[1], allow_silent=True)[0]
+    info = ground_truth_info(g, stft, chunk=4)
+    assert info["target_wave"] is g[0] and torch.equal(info["oracle"], oracle_mask(Xt, Xr))
+    mel = ground_truth_info(g, stft, model, chunk=4)["oracle"]
+    assert torch.equal(mel, oracle_mask(to_features(model, Xt), to_features(model, Xr)))
+    assert mel.shape[2] != info["oracle"].shape[2]  # the feature domain's rows
 
 
 def test_fine_tuning_pairs_keep_only_what_the_classifier_reads(tiny):
