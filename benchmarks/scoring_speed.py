@@ -66,14 +66,16 @@ def listen(M):
     return torch.cat([stft.listen(X[i : i + 32], phase[i : i + 32], M[i : i + 32], length=L) for i in range(0, n, 32)])
 
 shared = "probs_X" in inspect.signature(evaluate_masks).parameters
+import captum_lmac.benchmark.harness as harness
+batch = getattr(harness, "SCORE_BATCH", 32)  # as this version's harness scores
 t0 = time.perf_counter()
 extra = {}
 if shared:  # as this version's harness does: the probabilities on X once for the condition
     from captum_lmac.metrics import class_probabilities
-    extra["probs_X"] = class_probabilities(model, X, batch_size=32)
+    extra["probs_X"] = class_probabilities(model, X, batch_size=batch)
 scores = {}
 for i, name in enumerate(rows):
-    per = evaluate_masks(model, X, masks[name], batch_size=32, gt=gt, listen=listen, quantus_check=False,
+    per = evaluate_masks(model, X, masks[name], batch_size=batch, gt=gt, listen=listen, quantus_check=False,
                          log=lambda m: None, **extra)
     scores[f"{i}:{name}"] = {k: [float(x) for x in np.asarray(v)] for k, v in per.items()}
 wall = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from ._cliutil import ArgumentParser, run_command
 from .benchmark.cli import main as benchmark_main
 from .benchmark.report import compare, rerender
 from .demo import run_demo
+from ._utils import reuse_freed_memory
 from .errors import InputError
 from .explain import explain_file
 from .fit import main as fit_main
@@ -133,6 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     130 on Ctrl-C, 1 on an unexpected error (a bug; ``CAPTUM_LMAC_TRACEBACK=1`` shows its traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = f"captum-lmac {argv[0]}" if argv and argv[0] in COMMANDS else "captum-lmac"
+    reuse_freed_memory()  # batch-sized tensors reuse freed heap instead of faulting in fresh pages
     return run_command(prog, _dispatch, argv)
 
 

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from ._cliutil import ArgumentParser
 from ._io import check_writable
+from ._utils import reuse_freed_memory
 from ._validate import one_line
 from .attr.lmac import LMAC
 from .attr.lmac_td import LMACTD
@@ -269,6 +270,7 @@ def build_parser(prog: str = "captum-lmac fit") -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``captum-lmac fit ...``; returns the exit status (2 on bad input, reported in one line)."""
+    reuse_freed_memory()
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     stft = dict(sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop_length,
                 win_length=args.win_length, window=args.window)

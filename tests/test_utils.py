@@ -1,8 +1,10 @@
 """``captum_lmac._utils``: the eval/freeze guard's BatchNorm input-gradient fix (every architecture's input
 gradients against central differences: tests/nn/test_zoo.py)."""
 
+import subprocess
 import sys
 
+import pytest
 import torch
 from torch import nn
 
@@ -49,6 +51,33 @@ def test_release_memory_trims_on_glibc_and_is_harmless_elsewhere():
     if sys.platform.startswith("linux"):
         assert available  # the project's machines run glibc
     assert torch.equal(kept, torch.arange(10.0))  # live tensors untouched
+
+
+def test_reuse_freed_memory_keeps_freed_blocks_until_release_memory_returns_them():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    code = """
+import pytest
+import torch
+from captum_lmac._utils import release_memory, reuse_freed_memory
+def rss():
+    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) // 1000
+assert reuse_freed_memory()
+base = rss()
+blocks = [torch.ones(2 << 20) for _ in range(40)]  # 40 blocks of 8 MB: now heap blocks, not maps
+full = rss()
+del blocks
+kept = rss()  # freed, kept for reuse
+again = [torch.ones(2 << 20) for _ in range(40)]
+del again
+release_memory()
+print(base, full, kept, rss())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    base, full, kept, after = (int(v) for v in out.stdout.split())
+    assert full - base > 300  # MB
+    assert kept > full - 50  # kept resident for the next batch ...
+    assert after < base + 100  # ... and handed back by release_memory
 
 
 def test_peak_rss_is_a_rising_high_water_mark():

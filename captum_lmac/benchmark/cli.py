@@ -13,6 +13,7 @@ import torch
 
 from .._cliutil import ArgumentParser
 from .._io import check_writable, deferred_writes
+from .._utils import reuse_freed_memory
 from .._validate import check_positive_int, one_line
 from ..errors import CheckpointError, DataNotFoundError, InputError, NotFittedError
 from .classifiers import get_suite_classifier
@@ -219,6 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ``argv`` excludes the program name (a leading ``"benchmark"`` is accepted and skipped).
     Returns the exit status (0 on success, 2 on a data / input problem, reported in one line).
     """
+    reuse_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "benchmark":
         argv = argv[1:]
