@@ -42,6 +42,11 @@ sys.path.insert(0, args["root"])
 import torch
 torch.set_num_threads(args["threads"])
 import captum_lmac as cl
+try:  # the process setting of the command-line entry points, where this version has it
+    from captum_lmac._utils import reuse_freed_memory
+    reuse_freed_memory()
+except ImportError:
+    pass
 from captum_lmac.benchmark.config import builtin_config
 from captum_lmac.benchmark.methods import default_layers
 from captum_lmac.benchmark.suites import STFT_DEFAULTS

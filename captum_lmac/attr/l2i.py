@@ -41,7 +41,7 @@ from ..nn.l2i import L2INet
 from ..nn.hooks import LayerSpec
 from ..nn.adapters import bound_slice
 from ..data.streaming import is_stream
-from ._learned import (Batch, FitPlan, LearnedAttribution, evaluate_stream, iterate_batches, materialise,
+from ._learned import (PASS_BATCH, Batch, FitPlan, LearnedAttribution, evaluate_stream, iterate_batches, materialise,
                        unpack_inputs)
 
 _EPS = 1e-8
@@ -365,7 +365,7 @@ class L2I(LearnedAttribution):
         }
 
     @torch.no_grad()
-    def evaluate(self, X: Tensor, alpha: float = 5.0, beta: float = 0.4, batch_size: int = 32,
+    def evaluate(self, X: Tensor, alpha: float = 5.0, beta: float = 0.4, batch_size: int = PASS_BATCH,
                  _pre: Optional[Tuple[Tensor, List[Tensor]]] = None) -> Dict[str, float]:
         """Loss terms, top-1/top-3 fidelity of Θ to the classifier and mean of H on X (no training)."""
         X, _ = self._check(X)
@@ -492,9 +492,9 @@ class L2I(LearnedAttribution):
         budget = float(cfg["cache_features_gb"]) * 1e9 if cfg["epochs"] > 0 else 0.0
         with eval_mode(self.model, freeze=True):
             with self.bound(*train_phase):
-                cache = self._classifier_outputs(train_X, 32, budget) if train_X is not None else None
+                cache = self._classifier_outputs(train_X, PASS_BATCH, budget) if train_X is not None else None
             with self.bound(*val_phase):
-                val_cache = self._classifier_outputs(val_X, 32, budget) if val_X is not None else None
+                val_cache = self._classifier_outputs(val_X, PASS_BATCH, budget) if val_X is not None else None
         hist["cached_features"] = cache is not None
         validate = None
         if is_stream(val):

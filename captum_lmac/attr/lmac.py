@@ -31,6 +31,7 @@ from ..nn.hooks import Hook, LayerSpec
 from ._learned import (
     Batch,
     FitPlan,
+    PASS_BATCH,
     LearnedAttribution,
     evaluate_stream,
     in_memory,
@@ -473,10 +474,10 @@ class LMAC(LearnedAttribution):
             cache = val_cache = None
             if mem is not None:
                 with self.bound(mem.phase, mem.length):
-                    cache = self._classifier_outputs(mem.X, 32, self._cache_budget)
+                    cache = self._classifier_outputs(mem.X, PASS_BATCH, self._cache_budget)
             if val_X is not None:
                 with self.bound(val_phase, val_length):
-                    val_cache = self._classifier_outputs(val_X, 32, self._cache_budget)
+                    val_cache = self._classifier_outputs(val_X, PASS_BATCH, self._cache_budget)
         # clips whose masks tell whether the fit learned: the validation clips, else a few training ones
         self._stats_data = (val_X, val_phase, val_length, val_cache) if val_X is not None else \
             (X0[:64], first.phase[:64] if first.phase is not None else None, first.length, None)
@@ -586,7 +587,7 @@ class LMAC(LearnedAttribution):
                           + " — train longer or with a higher learning rate, or check the hooked layers", stacklevel=3)
 
     @torch.no_grad()
-    def evaluate(self, X: Tensor, lambdas: Optional[Dict[str, float]] = None, batch_size: int = 32,
+    def evaluate(self, X: Tensor, lambdas: Optional[Dict[str, float]] = None, batch_size: int = PASS_BATCH,
                  out_loss: str = "bounded", _pre: Optional[Tuple[Tensor, List[Tensor]]] = None,
                  precision: str = "fp32") -> Dict[str, float]:
         """Loss terms, Fid-In, AI and mask mean of the current decoder on X (no training; the masked
