@@ -607,7 +607,8 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
             continue
         kept.append(cond)
         with torch.no_grad(), using_phase(model, s.phase, s.waveform.shape[-1]):
-            pred = torch.cat([_forward(model, s.X, i, i + 64) for i in range(0, len(s), 64)]).argmax(1)
+            pred = torch.cat([_forward(model, s.X, i, i + SCORE_BATCH)
+                              for i in range(0, len(s), SCORE_BATCH)]).argmax(1)
         info = cond.to_dict()
         info["n"] = len(s)
         info["accuracy"] = float((pred == s.y).float().mean())

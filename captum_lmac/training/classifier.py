@@ -30,8 +30,9 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, X: Tensor, batch_size: int = 64) -> Tensor:
-    """Logits of ``model`` on X in eval mode, batched. Returns (N, C)."""
+def predict(model: nn.Module, X: Tensor, batch_size: int = 16) -> Tensor:
+    """Logits of ``model`` on X in eval mode, in batches (small ones keep a CNN's activations in the CPU
+    caches: per-clip results do not depend on the batch). Returns (N, C)."""
     was_training = model.training
     model.eval()
     out = torch.cat([model(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)])
@@ -39,7 +40,7 @@ def predict(model: nn.Module, X: Tensor, batch_size: int = 64) -> Tensor:
     return out
 
 
-def accuracy(model: nn.Module, X: Tensor, y: Tensor, batch_size: int = 64) -> float:
+def accuracy(model: nn.Module, X: Tensor, y: Tensor, batch_size: int = 16) -> float:
     """Top-1 accuracy (fraction) of ``model`` on (X, y)."""
     return float((predict(model, X, batch_size).argmax(1) == y).float().mean())
 
