@@ -196,8 +196,8 @@ def reuse_freed_memory() -> bool:
     and frees batch-sized tensors then takes a fresh page fault for every page of every batch (the
     default esc10 suite: 150 million faults, a fifth of its CPU time in the kernel). This puts blocks
     up to 32 MB on the heap, keeps up to 1 GB of its free top and grows it 64 MB at a time; memory
-    still goes back at :func:`release_memory`. The command-line entry point calls it; a process
-    setting (not done on import). Returns whether it applied (glibc on Linux)."""
+    still goes back at :func:`release_memory`. The command-line entry points call it: a process
+    setting, not made on import. Returns whether it applied (glibc on Linux)."""
     libc = _glibc()
     if libc is None:
         return False

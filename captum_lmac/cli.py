@@ -12,10 +12,10 @@ import sys
 from typing import List, Optional
 
 from ._cliutil import ArgumentParser, run_command
+from ._utils import reuse_freed_memory
 from .benchmark.cli import main as benchmark_main
 from .benchmark.report import compare, rerender
 from .demo import run_demo
-from ._utils import reuse_freed_memory
 from .errors import InputError
 from .explain import explain_file
 from .fit import main as fit_main

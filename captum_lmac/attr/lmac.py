@@ -29,9 +29,9 @@ from ..nn.decoders import (
 )
 from ..nn.hooks import Hook, LayerSpec
 from ._learned import (
+    PASS_BATCH,
     Batch,
     FitPlan,
-    PASS_BATCH,
     LearnedAttribution,
     evaluate_stream,
     in_memory,

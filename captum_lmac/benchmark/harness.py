@@ -488,9 +488,9 @@ def evaluate_row(r: Row, model: nn.Module, X: Tensor, s: SpectrogramSet, bs: int
         if r.clips is not None:
             masked = lambda X_, M: r.clips.masked(X_, M, s.phase, n_samples)
             row_listen = lambda M: r.clips.waveforms(X, s.phase, n_samples)
-        per = evaluate_masks(model, X, masks, batch_size=SCORE_BATCH, gt=gt, listen=row_listen, quantus_mode=cfg.quantus,
-                             log=log, quantus_check=quantus_check, row=r, seed=seed, masked=masked,
-                             probs_X=probs_X)
+        per = evaluate_masks(model, X, masks, batch_size=SCORE_BATCH, gt=gt, listen=row_listen,
+                             quantus_mode=cfg.quantus, log=log, quantus_check=quantus_check, row=r, seed=seed,
+                             masked=masked, probs_X=probs_X)
     return per, masks, ms
 
 

@@ -32,7 +32,7 @@ def seed_everything(seed: int) -> torch.Generator:
 @torch.no_grad()
 def predict(model: nn.Module, X: Tensor, batch_size: int = 16) -> Tensor:
     """Logits of ``model`` on X in eval mode, in batches (small ones keep a CNN's activations in the CPU
-    caches: per-clip results do not depend on the batch). Returns (N, C)."""
+    caches). Returns (N, C)."""
     was_training = model.training
     model.eval()
     out = torch.cat([model(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)])
