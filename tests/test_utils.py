@@ -59,7 +59,8 @@ def test_reuse_freed_memory_keeps_freed_blocks_until_release_memory_returns_them
     code = """
 import pytest
 import torch
-from captum_lmac._utils import release_memory, reuse_freed_memory
+from captum_lmac._utils import release_memory
+from captum_lmac.benchmark import reuse_freed_memory
 def rss():
     return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) // 1000
 assert reuse_freed_memory()

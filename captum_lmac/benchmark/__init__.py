@@ -25,6 +25,7 @@ from .registry import (
     register_method,
     unregister_method,
 )
+from .._utils import reuse_freed_memory
 from . import methods  # noqa: F401  (registers the built-in methods)
 from .config import SuiteConfig, builtin_config, load_config
 from .harness import AnalysisContext, DomainData, evaluate_masks, run_benchmark
@@ -35,4 +36,5 @@ __all__ = [
     "METHODS", "ANALYSES", "MethodSpec", "MethodContext", "Row", "AnalysisSpec", "InterpreterCache", "get_method",
     "method_names", "register_method", "unregister_method", "register_analysis", "SuiteConfig", "builtin_config",
     "load_config", "run_benchmark", "evaluate_masks", "DomainData", "AnalysisContext", "run_suite", "main",
+    "reuse_freed_memory",
 ]
