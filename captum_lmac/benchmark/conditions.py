@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -42,6 +42,7 @@ from ..data.contamination import PAPER_SNR_DB, REFERENCE_CODE_SNR_DB, Contaminat
 from ..data.folders import default_data_root
 from ..data.tensors import SpectrogramSet, to_spectrograms
 from ..errors import DataNotFoundError, InputError
+from ..metrics.ground_truth import oracle_mask
 
 #: Condition names, in report order.
 CONDITIONS = ("in-domain", "clip", "white", "speech", "ambient")
@@ -264,6 +265,23 @@ def ground_truth(data: SpectrogramSet, condition: Condition) -> Optional[Tuple[T
     return target, wave - target, what
 
 
+def ground_truth_info(gt: Tuple[Tensor, Tensor, str], stft: STFT,
+                      features: Optional[Callable[[Tensor], Tensor]] = None, chunk: int = 16) -> Dict[str, Tensor]:
+    """``{"target_wave", "oracle"}`` of a ground truth ``(target_wave, rest_wave, _)`` (:func:`ground_truth`):
+    the oracle mask of the parts' STFT magnitudes, or of ``features`` of them (e.g. the classifier's
+    log-mel). The parts' spectrograms are computed ``chunk`` clips at a time and not kept (two copies
+    of the clips otherwise)."""
+    target_w, rest_w, _ = gt
+    parts = []
+    for i in range(0, target_w.shape[0], chunk):
+        Xt = stft.analyze(target_w[i : i + chunk], allow_silent=True)[0]
+        Xr = stft.analyze(rest_w[i : i + chunk], allow_silent=True)[0]
+        if features is not None:
+            Xt, Xr = features(Xt), features(Xr)
+        parts.append(oracle_mask(Xt, Xr))
+    return {"target_wave": target_w, "oracle": torch.cat(parts)}
+
+
 def wham_pairs(
     train: SpectrogramSet,
     stft: STFT,
@@ -420,6 +438,7 @@ def augmented_training_set(
 
 __all__ = [
     "CONDITIONS", "DEFAULT_CONDITIONS", "SNR_PRESETS", "Condition", "snr_table", "resolve_conditions",
-    "SetDataset", "stratified_indices", "condition_set", "measured_snr_db", "ground_truth", "wham_pairs",
+    "SetDataset", "stratified_indices", "condition_set", "measured_snr_db", "ground_truth",
+    "ground_truth_info", "wham_pairs",
     "AUGMENT_KINDS", "AUGMENT_KEYS", "check_augment", "augmented_training_set",
 ]

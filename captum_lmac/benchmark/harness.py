@@ -52,11 +52,11 @@ from ..data.folders import default_data_root
 from ..data.streaming import FeatureTransform, StreamingSpectrograms, is_stream
 from ..data.tensors import SpectrogramSet
 from ..errors import DataNotFoundError, InputError
-from ..metrics import EvalContext, aggregate, class_probabilities, oracle_mask, score
+from ..metrics import EvalContext, aggregate, class_probabilities, score
 from ..nn.adapters import bound_slice, needs_phase, using_phase
 from ..training import seed_everything
 from .conditions import (AUGMENT_KEYS, SetDataset, augmented_training_set, condition_set, ground_truth,
-                         resolve_conditions, stratified_indices, wham_pairs)
+                         ground_truth_info, resolve_conditions, stratified_indices, wham_pairs)
 from .config import SuiteConfig, from_dict
 from .data import train_stream
 from .media import write_examples
@@ -87,22 +87,6 @@ SCORE_BATCH = 8
 def to_features(model: nn.Module, X: Tensor, batch_size: int = 64) -> Tensor:
     """``model.features(X)`` in batches (the classifier's own input representation)."""
     return torch.cat([model.features(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)])
-
-
-def ground_truth_info(gt: Tuple[Tensor, Tensor, str], stft: STFT, feature_model: Optional[nn.Module] = None,
-                      chunk: int = 16) -> Dict[str, Tensor]:
-    """``{"target_wave", "oracle"}`` of a condition's ground truth ``(target_wave, rest_wave, _)``: the
-    oracle mask in the STFT domain, or in ``feature_model``'s feature domain. The parts' spectrograms
-    are computed ``chunk`` clips at a time and not kept (two copies of the test split otherwise)."""
-    target_w, rest_w, _ = gt
-    parts = []
-    for i in range(0, target_w.shape[0], chunk):
-        Xt = stft.analyze(target_w[i : i + chunk], allow_silent=True)[0]
-        Xr = stft.analyze(rest_w[i : i + chunk], allow_silent=True)[0]
-        if feature_model is not None:
-            Xt, Xr = to_features(feature_model, Xt), to_features(feature_model, Xr)
-        parts.append(oracle_mask(Xt, Xr))
-    return {"target_wave": target_w, "oracle": torch.cat(parts)}
 
 
 def progress_log(progress: bool) -> Callable[[str], None]:
@@ -690,7 +674,8 @@ def _run(model: nn.Module, stft: STFT, data: Mapping[str, SpectrogramSet], cfg: 
             s = sets.get(cond)
             X_dom = s.X if domain == "stft" else to_features(model, s.X)
             g = sets.ground_truth(cond)
-            gt_info = None if g is None else ground_truth_info(g, stft, model if domain == "mel" else None)
+            features = (lambda X_: to_features(model, X_)) if domain == "mel" else None
+            gt_info = None if g is None else ground_truth_info(g, stft, features)
             listen = None
             if domain == "stft":
                 n_samples = s.waveform.shape[-1]

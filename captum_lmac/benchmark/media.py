@@ -22,9 +22,8 @@ from .._io import atomic_write  # noqa: E402
 from ..audio import STFT, write_wav  # noqa: E402
 from ..data.captions import UNRELATED_PROMPTS  # noqa: E402
 from ..data.tensors import SpectrogramSet  # noqa: E402
-from ..metrics import oracle_mask  # noqa: E402
 from ..nn.adapters import using_phase  # noqa: E402
-from .conditions import Condition  # noqa: E402
+from .conditions import Condition, ground_truth_info  # noqa: E402
 
 PathLike = Union[str, Path]
 
@@ -129,10 +128,9 @@ def write_examples(out: Path, media: Path, model: nn.Module, stft: STFT, test: S
             clip["input_png"], clip["input_wav"] = f"media/{base}_input.png", f"media/{base}_input.wav"
             g = sets.ground_truth(cond)
             if g is not None:
-                target_w, rest_w, _ = g
-                Xt = stft.analyze(target_w[i : i + 1], allow_silent=True)[0]
-                Xr = stft.analyze(rest_w[i : i + 1], allow_silent=True)[0]
-                render.save(oracle_mask(Xt, Xr)[0], media / f"{base}_oracle.png", title="oracle mask")
+                target_w, rest_w, what = g
+                oracle = ground_truth_info((target_w[i : i + 1], rest_w[i : i + 1], what), stft)["oracle"]
+                render.save(oracle[0], media / f"{base}_oracle.png", title="oracle mask")
                 write_wav(media / f"{base}_target.wav", target_w[i : i + 1], stft.sample_rate)
                 clip["oracle_png"], clip["target_wav"] = f"media/{base}_oracle.png", f"media/{base}_target.wav"
             methods = []
