@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -221,9 +222,11 @@ def test_lmac_augment_setting_is_checked_keyed_and_used(tiny, make_config, tmp_p
     assert {r["domain"] for r in res["rows"]} == {"stft", "mel"}
 
 
-def test_interpreters_are_cached_and_reused(tiny, tiny_run, make_config):
-    res, _, cache = tiny_run
-    assert (cache / "tiny_lmac.pt").is_file() and (cache / "tiny_lmac_mel.pt").is_file()
+def test_interpreters_are_cached_and_reused(tiny, tiny_run, make_config, tmp_path):
+    res, _, shared = tiny_run
+    assert (shared / "tiny_lmac.pt").is_file() and (shared / "tiny_lmac_mel.pt").is_file()
+    cache = tmp_path / "cache"  # a copy: the refit below must not replace what other tests read from the run's cache
+    shutil.copytree(shared, cache)
     model, stft, data = tiny
     cfg = make_config(methods=["lmac"], conditions=["in-domain"], domains=["stft"])
     again = run_benchmark(model, stft, data, config=cfg, snr=3.0, cache_dir=cache, sanity=False, progress=False)
