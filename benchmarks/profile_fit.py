@@ -170,9 +170,13 @@ def profile_step(model: nn.Module, X: torch.Tensor, args: argparse.Namespace) ->
            "seconds": {k: round(v, 4) for k, v in med.items()},
            "share": {k: round(v / med["step total"], 3) for k, v in med.items() if k != "step total"}}
     if args.torch_profile:
+        batch = next(batches, None)
+        if batch is None:  # the last step used the last batch of the pass
+            batch = next(iterate_cached(in_memory(X), cache, args.batch_size, gen) if cache is not None
+                         else iterate_batches(X, args.batch_size, gen))
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             opt.zero_grad()
-            terms, _ = lmac._train_step(next(batches))
+            terms, _ = lmac._train_step(batch)
             terms["loss"].backward()
             opt.step()
         out["torch_profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)

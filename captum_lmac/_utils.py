@@ -71,10 +71,17 @@ def format_target(target: TargetType, n: int, n_classes: Optional[int] = None,
     return t
 
 
+def _dense_channels_last(x: Tensor) -> bool:
+    """A 4-D tensor laid out channels-last with no size-1 spatial axis (so no ambiguous stride)."""
+    return x.dim() == 4 and min(x.shape[2:]) > 1 and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _contiguous_input(module: nn.Module, args: Tuple[Any, ...]) -> Optional[Tuple[Any, ...]]:
-    """Forward pre-hook: the first input as a contiguous tensor (None: leave the inputs alone)."""
-    if args and torch.is_tensor(args[0]) and not args[0].is_contiguous():
-        return (args[0].contiguous(),) + tuple(args[1:])
+    """Forward pre-hook: the first input as a contiguous tensor unless it already is contiguous or
+    densely channels-last (None: leave the inputs alone)."""
+    x = args[0] if args else None
+    if torch.is_tensor(x) and not (x.is_contiguous() or _dense_channels_last(x)):
+        return (x.contiguous(),) + tuple(args[1:])
     return None
 
 
@@ -90,7 +97,8 @@ def eval_mode(model: Any, freeze: bool = False) -> Iterator[None]:
     from a torchaudio ``MelSpectrogram`` output, the PANNs layout — returns a wrong *input*
     gradient (the forward is right, and our classifiers still train to normal accuracy), which silently
     corrupts every input-gradient method and the learned methods' fits on such a model. The
-    copy changes no value; the hooks are removed on exit.
+    copy changes no value; the hooks are removed on exit. Channels-last inputs without a size-1
+    spatial axis (the reference CNNs' blocks) get correct gradients and pass through uncopied.
 
     The one eval/freeze guard of the package: attributions, metrics, fits and the harness use it.
     """

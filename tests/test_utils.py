@@ -1,5 +1,5 @@
 """``captum_lmac._utils``: the eval/freeze guard's BatchNorm input-gradient fix (every architecture's input
-gradients against central differences: tests/nn/test_zoo.py)."""
+gradients against central differences: tests/nn/test_zoo.py), memory release."""
 
 import subprocess
 import sys
@@ -40,6 +40,29 @@ def test_batchnorm_input_gradient_is_exact_inside_eval_mode():
     raw = _input_grad(bn, base, grad_out)
     # the PyTorch bug the guard works around (torch 2.9.1 on CPU): outside the guard the gradient may be wrong
     print("unguarded BatchNorm2d input-gradient error:", float((raw - exact).abs().max()))
+
+
+def test_channels_last_batchnorm_inputs_pass_uncopied_with_exact_gradients():
+    # the reference CNNs' blocks run channels-last: the guard must not copy them back to NCHW (that
+    # undid the layout at every BatchNorm), and their input gradient is exact without the copy
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(8).double()
+    with torch.no_grad():
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 2)
+    seen = []
+    bn.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(3, 8, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    g = torch.randn(3, 8, 5, 7, dtype=torch.float64)
+    with eval_mode(bn, freeze=True):
+        bn(x).backward(g)
+    assert seen == [True]  # the guard's hook ran first and left the layout alone
+    torch.testing.assert_close(x.grad, g * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(1, -1, 1, 1))
+    # ... while the mel layout (channels-last by PyTorch's test, a size-1 axis) is still copied
+    bn2, base, grad_out, exact = _bn_on_mel_layout()
+    assert base.transpose(1, 2).unsqueeze(1).transpose(1, 2).is_contiguous(memory_format=torch.channels_last)
+    with eval_mode(bn2, freeze=True):
+        torch.testing.assert_close(_input_grad(bn2, base, grad_out), exact)
 
 
 def test_release_memory_trims_on_glibc_and_is_harmless_elsewhere():

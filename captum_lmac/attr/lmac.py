@@ -97,6 +97,18 @@ def out_term(out_logits: Tensor, y: Tensor, out_loss: str = "bounded") -> Tensor
     raise InputError(f"out_loss must be one of {OUT_LOSSES}, got {out_loss!r}")
 
 
+def sd_across_clips(M: Tensor) -> Tensor:
+    """Per-bin standard deviation of masks M (N, ...) across the N clips, averaged over the bins.
+
+    Two passes (mean, then squared deviations): the same value as ``M.std(0).mean()`` to float
+    rounding, ~9× faster on CPUs, where a reduction over the outermost axis is slow (it was 7 % of
+    a fit step, recorded every step).
+    """
+    if M.shape[0] < 2:
+        return torch.tensor(float("nan"))
+    return (M - M.mean(0)).pow_(2).sum(0).div_(M.shape[0] - 1).sqrt_().mean()
+
+
 def _device_of(model: nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
@@ -325,7 +337,7 @@ class LMAC(LearnedAttribution):
         total = lambdas["in"] * l_in + lambdas["out"] * t_out + lambdas["s"] * l1
         Md = M.detach()
         terms = {"in": l_in, "out": l_out, "out_term": t_out, "l1": l1, "mask_mean": Md.mean(),
-                 "mask_sd": Md.std(0).mean() if M.shape[0] > 1 else torch.tensor(float("nan")),
+                 "mask_sd": sd_across_clips(Md),
                  "guidance": torch.zeros(()), "guided_fraction": torch.zeros(()),
                  "out_in": out_in.detach(), "logits": logits.detach(), "M": Md}
         if X_clean is not None and lambdas["g"] > 0:
@@ -556,7 +568,7 @@ class LMAC(LearnedAttribution):
             "n": n,
             "mean": float(per_clip.mean()),
             "sd_of_clip_means": float(per_clip.std()) if n > 1 else 0.0,
-            "sd_across_clips": float(M.std(0).mean()) if n > 1 else float("nan"),
+            "sd_across_clips": float(sd_across_clips(M)),
             "sd_within_clip": float(M.std(1).mean()),
         }
 

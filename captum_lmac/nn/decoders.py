@@ -332,7 +332,8 @@ class UpStage(nn.Module):
             z = self.conv(z, output_size=list(size))
         else:  # sizes a transposed conv cannot reach exactly: take the nearest and interpolate
             z = F.interpolate(self.conv(z), size=tuple(size), mode="bilinear", align_corners=False)
-        return self.act(self.norm(z))
+        # GroupNorm of a channels-last map with few channels is ~5x slower than of a contiguous one
+        return self.act(self.norm(z.contiguous()))
 
 
 class LMACDecoder(nn.Module):
@@ -434,6 +435,7 @@ class LMACDecoder(nn.Module):
             self.set_freq_map(freq_init if freq_init is not None else interpolation_matrix(self.out_freqs, rows))
             if self.bias:
                 self.freq_map.bias.zero_()
+        self.to(memory_format=torch.channels_last)  # its convolutions' native CPU layout (as the reference CNNs')
 
     def set_freq_map(self, weight: Tensor) -> None:
         """Set the rows → F frequency map (``(out_freqs, rows)``), e.g. from a mel filterbank."""

@@ -44,7 +44,7 @@ from ..audio import STFT, LogMel
 from ..errors import InputError
 from .adapters import WaveformClassifier
 from .classifier import SpectrogramClassifier
-from .cnn import ConvBlock, count_parameters
+from .cnn import ConvBlock, band_norm_and_blocks, count_parameters
 
 
 # --- building blocks --------------------------------------------------------------------------------------------
@@ -150,15 +150,14 @@ class CRNN(nn.Module):
         self.head_dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * hidden, n_classes)
         self.cam_layer = f"block{self.n_blocks}"
+        self.to(memory_format=torch.channels_last)  # as the reference CNNs (captum_lmac.nn.cnn)
 
     @property
     def blocks(self) -> List[nn.Module]:
         return [getattr(self, f"block{i}") for i in range(1, self.n_blocks + 1)]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.bn0(x.transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
+        x = band_norm_and_blocks(self.bn0, self.blocks, x)
         seq, _ = self.gru(x.mean(dim=2).transpose(1, 2))  # (N, T', 2H)
         return self.fc(self.head_dropout(_time_pool(seq.transpose(1, 2))))
 

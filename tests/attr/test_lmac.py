@@ -13,7 +13,7 @@ from torch import nn
 
 from captum_lmac import STFT, CheckpointError, InputError, NotFittedError, SyntheticEvents, to_spectrograms
 from captum_lmac._utils import eval_mode
-from captum_lmac.attr.lmac import LMAC, apply_mask, out_term
+from captum_lmac.attr.lmac import LMAC, apply_mask, out_term, sd_across_clips
 from captum_lmac.metrics import randomisation_stages, randomise_
 from captum_lmac.nn.decoders import InputMaskDecoder, LMACDecoder, MaskDecoder, interpolation_matrix, layer_shape_spec
 from captum_lmac.nn.zoo import build_architecture
@@ -415,3 +415,9 @@ def test_waveform_classifier_batched_passes_bind_the_phase_twice():
         a_in, a_out = lm._masked_logits(X, M)
         assert torch.allclose(a_in, model(M * X), atol=1e-4)
         assert torch.allclose(a_out, model((1 - M) * X), atol=1e-4)
+
+
+def test_sd_across_clips_is_the_per_bin_sd_averaged():
+    M = torch.rand(5, 1, 7, 9, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(sd_across_clips(M), M.std(0).mean())
+    assert torch.isnan(sd_across_clips(M[:1]))

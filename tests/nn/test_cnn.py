@@ -5,6 +5,8 @@ import torch
 from torch import nn
 
 from captum_lmac import CNN14, STFT, CompactCNN, InputError, LogMel, SpectrogramClassifier, count_parameters
+from captum_lmac._io import load_checkpoint, save_checkpoint
+from captum_lmac.nn.zoo import CRNN
 
 
 def test_cnn14_matches_the_published_size_and_panns_names():
@@ -39,6 +41,38 @@ def test_compact_cnn_blocks_and_relus_are_guided_backprop_friendly():
     for h in hooks:
         h.remove()
     assert shapes == [(2, 8, 16, 25), (2, 16, 8, 12), (2, 32, 4, 6)]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: CompactCNN(4, n_mels=16, channels=(4, 8, 16)),
+    lambda: CRNN(4, n_mels=16, width=4, n_blocks=2),
+], ids=["CompactCNN", "CRNN"])
+def test_reference_nets_run_channels_last_and_match_the_contiguous_layout(make, tmp_path):
+    torch.manual_seed(0)
+    net = make().eval()
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    seen = []
+    net.blocks[-1].register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    ref = make().eval()
+    ref.load_state_dict(net.state_dict())
+    ref.to(memory_format=torch.contiguous_format)
+    x = torch.randn(3, 1, 16, 40)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out = net(xa)
+    assert seen == [True]  # activations stay channels-last through the blocks
+    torch.testing.assert_close(out, ref(xb), rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    ref(xb).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-4, atol=1e-6)  # input gradients (Saliency, fits)
+    # a saved state is contiguous and loads back into the channels-last layout
+    save_checkpoint(tmp_path / "net.pt", "classifier", net.state_dict(), {})
+    state, _ = load_checkpoint(tmp_path / "net.pt", "classifier")
+    assert all(v.is_contiguous() for v in state.values())
+    again = make().eval()
+    again.load_state_dict(state)
+    assert again.blocks[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(again(x), net(x))
 
 
 def test_spectrogram_classifier_domains_and_errors():

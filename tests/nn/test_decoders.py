@@ -127,3 +127,16 @@ def test_input_only_decoder():
         assert dec([], torch.rand(2, 1, 65, T)).shape == (2, 1, 65, T)
     with pytest.raises(InputError, match="no layer outputs"):
         dec([torch.zeros(2, 4, 3)], torch.rand(2, 1, 65, 5))
+
+
+def test_lmac_decoder_runs_channels_last_with_the_contiguous_layouts_output():
+    torch.manual_seed(0)
+    dec = LMACDecoder(MAPS, 65, hidden=8, up_stages=1)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in dec.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)))
+    ref = LMACDecoder(MAPS, 65, hidden=8, up_stages=1)
+    ref.load_state_dict(dec.state_dict())
+    ref.to(memory_format=torch.contiguous_format)
+    feats, x = feats_for(MAPS, 40, n=3), torch.rand(3, 1, 65, 40)
+    for f in (feats, [h.contiguous(memory_format=torch.channels_last) for h in feats]):  # either layout in
+        torch.testing.assert_close(dec(f, x), ref(feats, x), rtol=1e-5, atol=1e-6)
