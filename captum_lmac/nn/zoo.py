@@ -316,6 +316,7 @@ class WaveformCNN(nn.Module):
             c_in = c
         self.fc = nn.Linear(c_in, n_classes)
         self.cam_layer = f"block{self.n_blocks}"
+        self.to(memory_format=torch.channels_last)  # as the reference CNNs (captum_lmac.nn.cnn)
 
     @property
     def blocks(self) -> List[nn.Module]:
@@ -325,10 +326,7 @@ class WaveformCNN(nn.Module):
         if waveform.dim() != 2:
             raise InputError(f"WaveformCNN expects waveforms (N, samples), got shape {tuple(waveform.shape)}")
         x = self.frontend(waveform).contiguous().unsqueeze(1)  # (N, 1, n_mels, frames); see eval_mode on why contiguous
-        x = self.bn0(x.transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        return self.fc(_time_pool(x.mean(dim=2)))
+        return self.fc(_time_pool(band_norm_and_blocks(self.bn0, self.blocks, x).mean(dim=2)))
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
