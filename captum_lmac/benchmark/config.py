@@ -120,7 +120,8 @@ class SanityConfig:
     are recomputed on it — at the stages ``refit`` names: ``"last"`` (default: everything
     randomised, one extra fit), ``"all"`` (a fit per stage) or ``"none"``. ``refit_epochs``
     overrides the fit's epochs (null: the suite's; fewer epochs make it cheaper but no longer the
-    same procedure)."""
+    same procedure). Refits are stored in the interpreter cache and reused for the same randomised
+    weights and settings, as the fits are (``--refit`` fits them again)."""
 
     enabled: bool = True
     n_clips: int = 16

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -29,6 +30,7 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, Dataset
 
+from .._io import model_fingerprint
 from .._utils import to_jsonable
 from ..nn.hooks import Hook
 from ..attr.baselines import BASELINES, make_baseline
@@ -47,6 +49,7 @@ from .registry import (
     MethodSpec,
     Row,
     default_cache_key,
+    get_method,
     history_summary,
     register_fallback,
     register_method,
@@ -244,19 +247,37 @@ def refitter(ctx: MethodContext, obj: Any, fit_on: Callable[[MethodContext, Opti
     """``refit(epochs)`` → an explainer that fits the method again (``fit_on(context, epochs)``: its
     settings, the suite's fit settings and training / validation clips) on the classifier it is
     given; each refit's time and warnings are appended to ``refit.fits`` (a randomised classifier
-    usually gives a near-empty mask, which the fit rightly reports as not learned)."""
+    usually gives a near-empty mask, which the fit rightly reports as not learned).
+
+    Refits are cached like the fits (``<suite>_<method>_refit_<weights tag>.pt``, the tag from the
+    randomised classifier's weights, the method's cache key plus the refit epochs): the stored
+    interpreter is reused only if it loads for exactly these randomised weights (its classifier
+    fingerprint) and was fitted with the same settings."""
     fits: List[Dict[str, Any]] = []
+    spec = get_method(ctx.name)
 
     def refit(epochs: Optional[int] = None):
         def explainer(m: nn.Module, X: Tensor, target: Tensor) -> Tensor:
             if m is ctx.model:
                 return obj.attribute(X)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # recorded in the history and in refit.fits
-                other = fit_on(replace(ctx, model=m, progress=False), epochs)
+            c = replace(ctx, model=m, progress=False)
+
+            def fit() -> Any:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # recorded in the history and in refit.fits
+                    return fit_on(c, epochs)
+
+            if ctx.cache is None:
+                other, reused = fit(), False
+            else:
+                key = dict(spec.cache_key(ctx) if spec.cache_key is not None else default_cache_key(ctx),
+                           refit_epochs=epochs)
+                tag = f"{zlib.crc32(repr(model_fingerprint(m)['checksum']).encode()):08x}"
+                other, reused = ctx.cache.fetch(f"{ctx.name}_refit_{tag}", c, key, spec.load, fit)
             hist = other.history or {}
             fits.append({"epochs": len(hist["loss"]), "seconds": round(float(hist["seconds"]), 1),
-                         "mask_stats": hist.get("mask_stats"), "warnings": hist.get("warnings", [])})
+                         "mask_stats": hist.get("mask_stats"), "warnings": hist.get("warnings", []),
+                         "reused": reused})
             return other.attribute(X)
         return explainer
 

@@ -322,13 +322,17 @@ class InterpreterCache:
 
     def get(self, spec: MethodSpec, ctx: MethodContext, key: Dict[str, Any]) -> Optional[Any]:
         """The cached explainer of ``spec`` fitted with ``key``, or None."""
-        path = self.path(spec.name, ctx.domain, ctx.seed)
+        return self._get(spec.name, spec.load, ctx, key)
+
+    def _get(self, name: str, load: Callable[[Path, MethodContext], Any], ctx: MethodContext,
+             key: Dict[str, Any]) -> Optional[Any]:
+        path = self.path(name, ctx.domain, ctx.seed)
         if path is None or self.refit or not path.is_file():
             return None
         try:
-            obj = spec.load(path, ctx)
+            obj = load(path, ctx)
         except CheckpointError as exc:
-            self.log(f"[benchmark] cached {spec.name} ({ctx.domain}) not reusable, refitting: {exc}")
+            self.log(f"[benchmark] cached {name} ({ctx.domain}) not reusable, refitting: {exc}")
             return None
         stored = self._key((getattr(obj, "history", None) or {}).get("benchmark") or {})
         if stored != self._key(key):
@@ -339,7 +343,10 @@ class InterpreterCache:
 
     def put(self, obj: Any, spec: MethodSpec, ctx: MethodContext, key: Dict[str, Any]) -> Optional[Path]:
         """Record ``key`` in the explainer's history and save it (when the cache has a folder)."""
-        path = self.path(spec.name, ctx.domain, ctx.seed)
+        return self._put(obj, spec.name, ctx, key)
+
+    def _put(self, obj: Any, name: str, ctx: MethodContext, key: Dict[str, Any]) -> Optional[Path]:
+        path = self.path(name, ctx.domain, ctx.seed)
         key = dict(key, cache_file=str(path) if path else None)
         obj.history = dict(getattr(obj, "history", None) or {})
         obj.history["benchmark"] = to_jsonable(key)
@@ -350,13 +357,20 @@ class InterpreterCache:
     def get_or_fit(self, spec: MethodSpec, ctx: MethodContext) -> Any:
         """The explainer of a learned spec: from the cache if reusable, else fitted and cached."""
         key = spec.cache_key(ctx) if spec.cache_key is not None else default_cache_key(ctx)
-        obj = self.get(spec, ctx, key)
-        if obj is None:
-            obj = spec.fit(ctx)
-            extra = {k: v for k, v in ((getattr(obj, "history", None) or {}).get("benchmark") or {}).items()
-                     if k in INFO_KEYS}
-            self.put(obj, spec, ctx, {**key, **extra})
-        return obj
+        return self.fetch(spec.name, ctx, key, spec.load, lambda: spec.fit(ctx))[0]
+
+    def fetch(self, name: str, ctx: MethodContext, key: Dict[str, Any], load: Callable[[Path, MethodContext], Any],
+              fit: Callable[[], Any]) -> Tuple[Any, bool]:
+        """``(explainer, reused)``: the one stored under ``name`` for ``ctx`` if it loads and was fitted
+        with ``key``, else ``fit()``, stored (e.g. the sanity check's refits on a randomised classifier)."""
+        obj = self._get(name, load, ctx, key)
+        if obj is not None:
+            return obj, True
+        obj = fit()
+        extra = {k: v for k, v in ((getattr(obj, "history", None) or {}).get("benchmark") or {}).items()
+                 if k in INFO_KEYS}
+        self._put(obj, name, ctx, {**key, **extra})
+        return obj, False
 
 
 def default_cache_key(ctx: MethodContext) -> Dict[str, Any]:

@@ -242,6 +242,22 @@ def test_interpreters_are_cached_and_reused(tiny, tiny_run, make_config, tmp_pat
     assert (cache / "tiny_lmac.pt").stat().st_mtime_ns != stamp
 
 
+def test_sanity_refits_are_cached_for_their_randomised_weights_and_reused(tiny, tiny_run, make_config, tmp_path):
+    res, _, shared = tiny_run
+    assert len(list(shared.glob("tiny_lmac_refit_*.pt"))) == 1  # refit "last": one fit, fully randomised
+    assert [f["reused"] for f in res["sanity"]["refit"]["fits"]["lmac (refit)"]] == [False]
+    cache = tmp_path / "cache"
+    shutil.copytree(shared, cache)
+    model, stft, data = tiny
+    cfg = make_config(methods=["lmac"], conditions=["in-domain"], domains=["stft"])
+    again = run_benchmark(model, stft, data, config=cfg, snr=3.0, cache_dir=cache, progress=False)
+    assert [f["reused"] for f in again["sanity"]["refit"]["fits"]["lmac (refit)"]] == [True]
+    assert again["sanity"]["methods"]["lmac (refit)"]["mean"] == pytest.approx(res["sanity"]["methods"]["lmac (refit)"]["mean"])
+    # another seed randomises to other weights: another refit (its own tag), fitted afresh
+    other = run_benchmark(model, stft, data, config=dict(cfg, seed=1), snr=3.0, cache_dir=cache, progress=False)
+    assert [f["reused"] for f in other["sanity"]["refit"]["fits"]["lmac (refit)"]] == [False]
+
+
 def test_unknown_method_and_domain_are_refused(tiny, make_config):
     model, stft, data = tiny
     with pytest.raises(InputError, match="unknown method"):
