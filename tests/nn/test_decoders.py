@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from captum_lmac import InputError
 from captum_lmac.nn.decoders import (
+    CrossAttention,
     InputMaskDecoder,
     LMACDecoder,
     MaskDecoder,
@@ -140,3 +141,13 @@ def test_lmac_decoder_runs_channels_last_with_the_contiguous_layouts_output():
     feats, x = feats_for(MAPS, 40, n=3), torch.rand(3, 1, 65, 40)
     for f in (feats, [h.contiguous(memory_format=torch.channels_last) for h in feats]):  # either layout in
         torch.testing.assert_close(dec(f, x), ref(feats, x), rtol=1e-5, atol=1e-6)
+
+
+def test_cross_attention_takes_channels_last_maps():
+    torch.manual_seed(0)
+    ca = CrossAttention(8, 12)
+    z, cond = torch.randn(2, 8, 5, 7), torch.randn(2, 12)
+    cl = CrossAttention(8, 12)
+    cl.load_state_dict(ca.state_dict())
+    cl.to(memory_format=torch.channels_last)  # its 1x1 convs then give channels-last maps
+    torch.testing.assert_close(cl(z.contiguous(memory_format=torch.channels_last), cond), ca(z, cond))
