@@ -270,8 +270,7 @@ def refitter(ctx: MethodContext, obj: Any, fit_on: Callable[[MethodContext, Opti
             if ctx.cache is None:
                 other, reused = fit(), False
             else:
-                key = dict(spec.cache_key(ctx) if spec.cache_key is not None else default_cache_key(ctx),
-                           refit_epochs=epochs)
+                key = dict(spec.key_for(ctx), refit_epochs=epochs)
                 tag = f"{zlib.crc32(repr(model_fingerprint(m)['checksum']).encode()):08x}"
                 other, reused = ctx.cache.fetch(f"{ctx.name}_refit_{tag}", c, key, spec.load, fit)
             hist = other.history or {}

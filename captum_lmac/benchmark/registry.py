@@ -165,6 +165,11 @@ class MethodSpec:
         if self.kind not in KINDS:
             raise InputError(f"method {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
+    def key_for(self, ctx: MethodContext) -> Dict[str, Any]:
+        """The settings a stored explainer of this method must have been fitted with for ``ctx``
+        (``cache_key(ctx)``, else :func:`default_cache_key`)."""
+        return self.cache_key(ctx) if self.cache_key is not None else default_cache_key(ctx)
+
 
 METHODS: Dict[str, MethodSpec] = {}
 """Registered methods by name, in registration order."""
@@ -356,8 +361,7 @@ class InterpreterCache:
 
     def get_or_fit(self, spec: MethodSpec, ctx: MethodContext) -> Any:
         """The explainer of a learned spec: from the cache if reusable, else fitted and cached."""
-        key = spec.cache_key(ctx) if spec.cache_key is not None else default_cache_key(ctx)
-        return self.fetch(spec.name, ctx, key, spec.load, lambda: spec.fit(ctx))[0]
+        return self.fetch(spec.name, ctx, spec.key_for(ctx), spec.load, lambda: spec.fit(ctx))[0]
 
     def fetch(self, name: str, ctx: MethodContext, key: Dict[str, Any], load: Callable[[Path, MethodContext], Any],
               fit: Callable[[], Any]) -> Tuple[Any, bool]:
