@@ -163,6 +163,11 @@ def _forward(model: nn.Module, X: Tensor, start: int, stop: int) -> Tensor:
         return model(X[start:stop])
 
 
+def _augment_memo_key(limit: Optional[int], augment: Mapping[str, Any]) -> str:
+    """Memo key of an augmented training set (its mixtures are computed once per run)."""
+    return f"augmented:{limit}:{sorted((k, augment[k]) for k in AUGMENT_KEYS if k in augment)}"
+
+
 def _first(s: SpectrogramSet, limit: Optional[int]) -> SpectrogramSet:
     """The first ``limit`` clips of ``s`` (all of them when ``limit`` is None or not smaller)."""
     return s.subset(list(range(limit))) if limit is not None and limit < len(s) else s
@@ -251,9 +256,6 @@ class DomainData:
         :func:`~captum_lmac.benchmark.conditions.augmented_training_set`): that share of the clips
         replaced by seeded mixtures, computed once per run."""
         if split == "train" and augment and float(augment.get("fraction", 0.0)) > 0:
-            if self.streaming():
-                raise InputError("augmenting the training clips needs them in memory; this training split streams "
-                                 "(set the method's augment.fraction to 0, or streaming.enabled to false)")
             return self._augmented(limit, augment)
         if split == "train" and self.streaming():
             return self._stream_in_domain(self.train_split(), limit)
@@ -266,16 +268,25 @@ class DomainData:
         X = self.train_X() if split == "train" else self.val_X()
         return X if X is None or limit is None or limit >= X.shape[0] else X[:limit]
 
-    def _augmented(self, limit: Optional[int], augment: Mapping[str, Any]) -> Any:
+    def augmented_set(self, limit: Optional[int], augment: Mapping[str, Any]) -> SpectrogramSet:
+        """The first ``limit`` training clips with ``augment``'s share of them contaminated
+        (:func:`~captum_lmac.benchmark.conditions.augmented_training_set`; STFT domain, labels kept),
+        computed once per run and shared by the domains."""
+        if self.streaming():
+            raise InputError("augmenting the training clips needs them in memory; this training split streams "
+                             "(set the method's augment.fraction to 0, or streaming.enabled to false)")
         opts = {k: augment[k] for k in AUGMENT_KEYS if k in augment}
-        key = f"augmented:{limit}:{sorted(opts.items())}"  # the mixtures (STFT domain), shared by the domains
+        key = _augment_memo_key(limit, augment)
         if key not in self.memo:
             tr = _first(self.split("train"), limit)
             self.memo[key] = augmented_training_set(tr, self.stft, seed=self.seed, progress=self.progress, **opts)
-        aug = self.memo[key]
+        return self.memo[key]
+
+    def _augmented(self, limit: Optional[int], augment: Mapping[str, Any]) -> Any:
+        aug = self.augmented_set(limit, augment)
         if self.domain == "stft":
             return aug if needs_phase(self.model) else aug.X
-        return self._in_domain(f"{key}:{self.domain}", lambda: aug.X)
+        return self._in_domain(f"{_augment_memo_key(limit, augment)}:{self.domain}", lambda: aug.X)
 
     def val_X(self) -> Optional[Tensor]:
         """The validation clips in this domain (None without a validation split)."""

@@ -515,7 +515,10 @@ class LMACZSSection(Section):
     varied descriptions of its class (:func:`~captum_lmac.data.captions.esc10_captions`), plus
     ``fsdd_per_digit`` FSDD clips per digit and ``ambient_segments_per_file`` ambient segments of
     the data root for caption variety; ``val_clips`` evenly spaced clips of the validation split
-    (first caption) pick the epoch.
+    (first caption) pick the epoch. ``augment`` (as ``lmac.augment``; off by default): that share
+    of the suite's training clips replaced (``add``: joined) by seeded white-noise /
+    other-training-clip mixtures, each captioned with its clean clip's class (the louder source at
+    the drawn SNR).
 
     The fit defaults add to the paper's loss the decision term (``lambda_cls`` 1, rivals = the other
     captions of the batch), the bounded masked-out term (``lambda_out`` 0.2), an L1 weight per mask
@@ -535,8 +538,10 @@ class LMACZSSection(Section):
     ambient_segments_per_file: int = 1
     val_clips: int = 40
     max_train_clips: Optional[int] = None
+    augment: Dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
+        check_augment(self.augment, f"{where}.augment")
         _check_kwargs(LMACZS.__init__, self.init, f"{where}.init")
         _check_kwargs(LMACZS.fit, self.fit, f"{where}.fit")
 
@@ -594,6 +599,9 @@ def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
     stft = ctx.data.stft
     train = ctx.data.train_split()
     if is_stream(train):
+        if _augment_of(s) is not None:
+            raise InputError("lmac_zs.augment needs the training clips in memory; this training split streams "
+                             "(set lmac_zs.augment.fraction to 0, or streaming.enabled to false)")
         stream = _lmac_zs_stream(ctx, train)
         val = ctx.data.val_set()
         k = min(int(s.val_clips), len(val))
@@ -604,8 +612,14 @@ def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
         obj.fit(ctx.data.to_domain(stream), val=(ctx.data.to_domain(val.X[idx]), val_caps), seed=ctx.seed,
                 progress=ctx.progress, **s.fit)
         return obj
-    X = _limit(ctx.data.train_X(), ctx.config.n_train)
-    captions = [esc10_captions(train.classes[int(c)]) for c in train.y[: X.shape[0]]]
+    augment = _augment_of(s)
+    if augment is not None:
+        aug = ctx.data.augmented_set(ctx.config.n_train, augment)
+        X, labels = ctx.data.to_domain(aug.X), aug.y
+        ctx.log(f"[benchmark] LMAC-ZS training clips augmented: {augment}")
+    else:
+        X, labels = _limit(ctx.data.train_X(), ctx.config.n_train), train.y
+    captions = [esc10_captions(train.classes[int(c)]) for c in labels[: X.shape[0]]]
     if s.fsdd_per_digit > 0 or s.ambient_segments_per_file > 0:
         extra = build_training_set(ctx.data.data_root, s.fsdd_per_digit, s.ambient_segments_per_file, ctx.seed,
                                    ctx.progress, sample_rate=stft.sample_rate,
@@ -624,6 +638,14 @@ def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
     obj = LMACZS(ctx.model, layers=list(s.layers), **s.init)
     obj.fit((X, captions), val=(ctx.data.val_X()[idx], val_caps), seed=ctx.seed, progress=ctx.progress, **s.fit)
     return obj
+
+
+def _lmac_zs_key(ctx: MethodContext) -> Dict[str, Any]:
+    """The default key; ``augment`` only when on, so fits without it keep their cache entries."""
+    key = default_cache_key(ctx)
+    if _augment_of(ctx.section) is None:
+        key["section"].pop("augment", None)
+    return key
 
 
 def _lmac_zs_refit_on(c: MethodContext, epochs: Optional[int]) -> LMACZS:
@@ -645,7 +667,7 @@ def _lmac_zs_rows(ctx: MethodContext, obj: LMACZS) -> List[Row]:
 register_method(MethodSpec(
     name="lmac_zs", description="LMAC-ZS (Paissan et al., NeurIPS 2024): a text-conditioned decoder explains a zero-shot classifier",
     kind="learned", section=LMACZSSection, fit=_lmac_zs_fit, load=lambda path, ctx: LMACZS.load(path, ctx.model),
-    cache_key=lambda ctx: with_stream_key(default_cache_key(ctx), ctx), rows=_lmac_zs_rows))
+    cache_key=lambda ctx: with_stream_key(_lmac_zs_key(ctx), ctx), rows=_lmac_zs_rows))
 
 
 # --- the floor of the ground-truth tables ------------------------------------------------------------

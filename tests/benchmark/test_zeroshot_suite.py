@@ -1,5 +1,7 @@
 """The zero-shot suite runs through the one harness: LMAC-ZS rows, baselines, behaviour checks, reports."""
 
+import functools
+
 import pytest
 import torch
 
@@ -103,3 +105,51 @@ def test_zero_shot_mel_rows(zs_setup, speech_dir, tmp_path):
     mel = next(r for r in res["rows"] if r["domain"] == "mel" and r["method"] == "lmac_zs")
     assert 0.0 <= mel["metrics"]["MM"]["mean"] <= 1.0 and mel["domain_label"] == "Mel"
     assert set(res["analyses"]["zeroshot_behaviour"]["correlation"]["methods"]) == {"lmac_zs", "gradcam++"}
+
+
+def test_lmac_zs_augment_is_checked_keyed_and_used(zs_setup, speech_dir, tmp_path, monkeypatch):
+    """``lmac_zs.augment`` fits on the training clips plus seeded mixtures, each captioned with its
+    clean clip's class; off (the default) it leaves the cache key — and so the cached fit — alone."""
+    from captum_lmac import LMACZS
+    from captum_lmac.errors import InputError
+
+    zs, stft, data = zs_setup
+    cfg = {
+        "suite": "tiny-zeroshot", "methods": ["lmac_zs"], "domains": ["stft"], "conditions": ["in-domain"],
+        "n_test": 3, "cam_layer": "audio_encoder.block2", "speech_dir": str(speech_dir),
+        "sanity": {"enabled": False}, "analyses": [],
+        "lmac_zs": {"layers": ["block1", "block2"], "fit": {"epochs": 1, "batch_size": 4},
+                    "fsdd_per_digit": 0, "ambient_segments_per_file": 0, "val_clips": 4},
+    }
+    for bad in ({"fraction": 2}, {"kinds": ["speech"]}, {"colour": 1}):
+        with pytest.raises(InputError, match="lmac_zs.augment"):
+            run_benchmark(zs, stft, data, config={**cfg, "lmac_zs": {**cfg["lmac_zs"], "augment": bad}},
+                          cache_dir=tmp_path, progress=False)
+    seen = []
+    fit = LMACZS.fit
+
+    @functools.wraps(fit)  # the config check reads fit's signature
+    def recording_fit(self, data_, *a, **kw):
+        seen.append(data_)
+        return fit(self, data_, *a, **kw)
+
+    monkeypatch.setattr(LMACZS, "fit", recording_fit)
+    run_benchmark(zs, stft, data, config=cfg, cache_dir=tmp_path, progress=False)
+    cached = tmp_path / "tiny-zeroshot_lmac_zs.pt"
+    stamp = cached.stat().st_mtime_ns
+    run_benchmark(zs, stft, data, config={**cfg, "lmac_zs": {**cfg["lmac_zs"], "augment": {}}},
+                  cache_dir=tmp_path, progress=False)
+    assert len(seen) == 1 and cached.stat().st_mtime_ns == stamp  # an empty augment is the cached clean fit
+    aug = {"fraction": 0.5, "snr_db": [0, 6], "add": True}
+    run_benchmark(zs, stft, data, config={**cfg, "lmac_zs": {**cfg["lmac_zs"], "augment": aug}},
+                  cache_dir=tmp_path, progress=False)
+    assert len(seen) == 2 and cached.stat().st_mtime_ns != stamp
+    X, captions = seen[1]
+    n = data["train"].X.shape[0]
+    assert X.shape[0] == len(captions) == n + n // 2  # the clean clips, then the mixtures
+    assert not torch.equal(X[n:], X[: n // 2])
+    clean = [list(c) for c in seen[0][1]]
+    assert [list(c) for c in captions[:n]] == clean  # each mixture captioned like one of the clean clips
+    assert all(list(c) in clean for c in captions[n:])
+    stored = LMACZS.load(cached, zs).history["benchmark"]["section"]["augment"]
+    assert stored == aug
