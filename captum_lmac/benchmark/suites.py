@@ -101,12 +101,14 @@ SUITE_CONFIGS: Dict[str, Dict[str, Any]] = {
             "ESC-10 fold 5 (80 clips) explained through the small CLAP trained here (CompactCNN on log-mel + "
             "MiniLM, <data root>/esc10 folds 1-3 + FSDD + ambient captions), zero-shot over the prompts "
             "'this is the sound of <label>': p(c = j) = softmax_j(logit_scale * t_j . a). LMAC-ZS is fitted on "
-            "ESC-10 folds 1-3 (+ a few FSDD / ambient clips) with varied captions; fold 4 picks the epoch."
+            "ESC-10 folds 1-3 (+ a few FSDD / ambient clips) with varied captions, and half as many again "
+            "white-noise / other-clip mixtures of them (captioned with the clean clip's class); fold 4 picks the epoch."
         ),
         "notes": (
             "Zero-shot STFT n_fft 512, hop 320 (20 ms), 64 mel bands; LMAC-ZS 12 epochs, batch 8, lr 3e-3, "
             "lambda_1 0.05 per mask, decision term lambda_cls 1 (rivals: the batch's other captions), bounded "
-            "masked-out term lambda_out 0.2, similarity floor at the empty input; SmoothGrad 10 samples, IG 32 steps; behaviour checks on every (clip, class prompt) "
+            "masked-out term lambda_out 0.2, similarity floor at the empty input, training clips augmented with "
+            "mixtures (lmac_zs.augment fraction 0.5, add: white noise or another training clip at 0-12 dB); SmoothGrad 10 samples, IG 32 steps; behaviour checks on every (clip, class prompt) "
             "pair and four unrelated prompts; cascading randomisation of the audio tower (projection first) for LMAC-ZS "
             "(fitted decoder kept, and refitted once on the fully randomised encoder), GradCAM++ and GradCAM."
         ),
@@ -118,6 +120,7 @@ SUITE_CONFIGS: Dict[str, Dict[str, Any]] = {
         "methods": ["lmac_zs", "gradcam", "gradcam++", "smoothgrad", "ig"],
         "method_options": {"smoothgrad": {"nt_samples": 10, "noise_level": 0.15},
                            "ig": {"n_steps": 32, "internal_batch_size": 32}},
+        "lmac_zs": {"augment": {"fraction": 0.5, "add": True}},
         "sanity": {"methods": ["lmac_zs", "gradcam++", "gradcam"]},
         "analyses": ["zeroshot_behaviour"],
     },
