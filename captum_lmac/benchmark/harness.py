@@ -268,13 +268,17 @@ class DomainData:
         X = self.train_X() if split == "train" else self.val_X()
         return X if X is None or limit is None or limit >= X.shape[0] else X[:limit]
 
+    def require_in_memory(self, setting: str) -> None:
+        """Raise if the training split streams: ``setting`` (e.g. augmentation) needs it in memory."""
+        if self.streaming():
+            raise InputError(f"{setting} needs the training clips in memory; this training split streams "
+                             f"(set {setting}.fraction to 0, or streaming.enabled to false)")
+
     def augmented_set(self, limit: Optional[int], augment: Mapping[str, Any]) -> SpectrogramSet:
         """The first ``limit`` training clips with ``augment``'s share of them contaminated
         (:func:`~captum_lmac.benchmark.conditions.augmented_training_set`; STFT domain, labels kept),
         computed once per run and shared by the domains."""
-        if self.streaming():
-            raise InputError("augmenting the training clips needs them in memory; this training split streams "
-                             "(set the method's augment.fraction to 0, or streaming.enabled to false)")
+        self.require_in_memory("the method's augment")
         opts = {k: augment[k] for k in AUGMENT_KEYS if k in augment}
         key = _augment_memo_key(limit, augment)
         if key not in self.memo:

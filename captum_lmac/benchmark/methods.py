@@ -600,8 +600,7 @@ def _lmac_zs_fit(ctx: MethodContext) -> LMACZS:
     train = ctx.data.train_split()
     if is_stream(train):
         if _augment_of(s) is not None:
-            raise InputError("lmac_zs.augment needs the training clips in memory; this training split streams "
-                             "(set lmac_zs.augment.fraction to 0, or streaming.enabled to false)")
+            ctx.data.require_in_memory("lmac_zs.augment")
         stream = _lmac_zs_stream(ctx, train)
         val = ctx.data.val_set()
         k = min(int(s.val_clips), len(val))

@@ -125,6 +125,10 @@ def test_lmac_zs_augment_is_checked_keyed_and_used(zs_setup, speech_dir, tmp_pat
         with pytest.raises(InputError, match="lmac_zs.augment"):
             run_benchmark(zs, stft, data, config={**cfg, "lmac_zs": {**cfg["lmac_zs"], "augment": bad}},
                           cache_dir=tmp_path, progress=False)
+    with pytest.raises(InputError, match="lmac_zs.augment needs the training clips in memory"):
+        run_benchmark(zs, stft, data, config={**cfg, "streaming": {"enabled": True},
+                                              "lmac_zs": {**cfg["lmac_zs"], "augment": {"fraction": 0.5}}},
+                      cache_dir=tmp_path, progress=False)
     seen = []
     fit = LMACZS.fit
 
